@@ -1,0 +1,1 @@
+"""Ingest: the Graph webhook, the subscription keeper and the delta reader; they put Graph changes on Kafka."""

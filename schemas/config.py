@@ -1,0 +1,111 @@
+"""The configuration file's model. Loading (YAML + E2AD_… variables + secret files) is e2ad.config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+GRAPH_PUBLIC_CLOUD = "https://graph.microsoft.com/v1.0"
+AUTHORITY_PUBLIC_CLOUD = "https://login.microsoftonline.com"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    partitions: int = Field(4, ge=1, le=1024)  # for topics keyed by object id
+    replication_factor: int = Field(1, ge=1)
+    client_id: str = "e2ad"
+
+
+class GraphSettings(_Section):
+    """Where and how to read the tenant. Without tenant_id the pipeline has no real tenant."""
+
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    certificate_path: Path | None = None  # PEM with key and certificate, instead of a secret
+    # National clouds (graph.microsoft.us, login.microsoftonline.us, …) and the tests' stand-in.
+    base_url: AnyHttpUrl = AnyHttpUrl(GRAPH_PUBLIC_CLOUD)
+    authority_host: AnyHttpUrl = AnyHttpUrl(AUTHORITY_PUBLIC_CLOUD)
+    ca_bundle: Path | None = None
+    delta_interval_seconds: float = Field(120.0, gt=0)  # a delta round runs at least this often
+    hint_debounce_seconds: float = Field(0.3, ge=0)  # notifications inside this window share a round
+    page_size: int | None = Field(None, ge=1, le=999)
+
+    @property
+    def configured(self) -> bool:
+        return self.tenant_id is not None
+
+    @model_validator(mode="after")
+    def _credentials_complete(self) -> GraphSettings:
+        if self.tenant_id is not None:
+            if not self.client_id:
+                raise ValueError("graph.client_id is required when graph.tenant_id is set")
+            if self.client_secret is None and self.certificate_path is None:
+                raise ValueError("graph.client_secret or graph.certificate_path is required")
+        return self
+
+
+class WebhookSettings(_Section):
+    listen_host: str = "127.0.0.1"
+    listen_port: int = Field(8080, ge=0, le=65535)
+    # The https URL Graph posts to (reverse proxy in front of listen_host:listen_port).
+    # Without it e2ad runs on delta rounds alone.
+    public_url: AnyHttpUrl | None = None
+    client_state: SecretStr | None = None  # at most 128 characters (subscription resource)
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    subscription_minutes: int = Field(41_760, ge=45, le=41_760)  # Graph's maximum for groups/users
+    renew_before_minutes: int = Field(24 * 60, ge=5)
+
+    @field_validator("client_state")
+    @classmethod
+    def _client_state_length(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not 1 <= len(v.get_secret_value()) <= 128:
+            raise ValueError("must be 1 to 128 characters (Graph's limit for clientState)")
+        return v
+
+    @model_validator(mode="after")
+    def _secret_with_url(self) -> WebhookSettings:
+        if self.public_url is not None and self.client_state is None:
+            raise ValueError("webhook.client_state is required when webhook.public_url is set")
+        return self
+
+
+class AdSettings(_Section):
+    url: str = "ldaps://127.0.0.1:636"
+    bind_dn: str | None = None
+    bind_password: SecretStr | None = None
+    base_dn: str | None = None  # the domain's naming context: where anchors are searched
+    ca_file: Path | None = None
+    start_tls: bool = False
+    # Plain, unencrypted LDAP needs this explicit opt-in.
+    insecure: bool = False
+    connect_timeout_seconds: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _transport_is_safe(self) -> AdSettings:
+        if self.url.lower().startswith("ldap://") and not (self.start_tls or self.insecure):
+            raise ValueError("ad.url is plain ldap://: set ad.start_tls, or ad.insecure to accept no encryption")
+        return self
+
+
+class ProvisioningSettings(_Section):
+    # parentDistinguishedName for every group (the expression language will make it a mapping).
+    target_container: str | None = None
+    # A group soft-deleted in Entra or leaving the scope: delete it from AD, or keep it.
+    on_soft_delete_or_out_of_scope: Literal["delete", "keep"] = "delete"
+
+
+class Settings(_Section):
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    graph: GraphSettings = Field(default_factory=GraphSettings)
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    ad: AdSettings = Field(default_factory=AdSettings)
+    provisioning: ProvisioningSettings = Field(default_factory=ProvisioningSettings)
+    state_dir: Path | None = None  # local services' data; default ~/.local/state/e2ad
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

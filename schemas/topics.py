@@ -1,0 +1,63 @@
+"""Topic names and the JSON codec every stage uses to put pydantic records on Kafka.
+
+Records are keyed by the Entra object id they concern, so each stage keeps per-object order
+and can run several copies in one consumer group (design principle 4).
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, TypeAdapter
+
+GRAPH_NOTIFICATIONS = "graph.notifications"  # accepted webhook batches, exactly as Graph sent them
+GRAPH_CHANGES = "graph.changes"  # normalised user / group changes from delta rounds
+GRAPH_CURSORS = "graph.cursors"  # compacted: the deltaLink of each resource
+AD_DESIRED = "ad.desired"  # compacted: the whole desired state of each group
+AD_STAGED_DELETES = "ad.staged-deletes"  # deletes held back by the deletion threshold
+AD_RESULTS = "ad.results"  # the provisioning log: one record per writer decision
+AD_DEAD_LETTER = "ad.dead-letter"  # records the writer could not apply, with the reason
+CONFIG = "e2ad.config"  # compacted: the active configuration
+CONTROL = "e2ad.control"  # operator commands: restart sync, approve deletes, clear quarantine
+
+COMPACTED = frozenset({GRAPH_CURSORS, AD_DESIRED, CONFIG})
+
+# Topics keyed by object id share one partition count so that stages stay co-partitioned.
+KEYED_BY_OBJECT = frozenset({GRAPH_CHANGES, AD_DESIRED, AD_STAGED_DELETES, AD_RESULTS, AD_DEAD_LETTER})
+ALL_TOPICS = (
+    GRAPH_NOTIFICATIONS,
+    GRAPH_CHANGES,
+    GRAPH_CURSORS,
+    AD_DESIRED,
+    AD_STAGED_DELETES,
+    AD_RESULTS,
+    AD_DEAD_LETTER,
+    CONFIG,
+    CONTROL,
+)
+
+M = TypeVar("M")
+
+
+def encode(record: BaseModel) -> bytes:
+    """Serialise a record for Kafka: compact JSON with the field aliases Graph and operators know."""
+    return record.model_dump_json(by_alias=True, exclude_none=False).encode()
+
+
+def decode(adapter: TypeAdapter[M] | type[M], payload: bytes) -> M:
+    """Parse a Kafka value into its model; raises pydantic.ValidationError naming the bad field."""
+    if isinstance(adapter, type) and issubclass(adapter, BaseModel):
+        return adapter.model_validate_json(payload)  # type: ignore[return-value]
+    assert isinstance(adapter, TypeAdapter)
+    return adapter.validate_json(payload)
+
+
+def key(object_id: str) -> bytes:
+    return object_id.encode()
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON value of a model or a collection of them (for logs and the command line)."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", by_alias=True)
+    return value
