@@ -82,6 +82,8 @@ class AdSettings(_Section):
     bind_password: SecretStr | None = None
     base_dn: str | None = None  # the domain's naming context: where anchors are searched
     ca_file: Path | None = None
+    # The name the DC's certificate carries, when the URL names it by address (e.g. 127.0.0.1).
+    tls_server_name: str | None = None
     start_tls: bool = False
     # Plain, unencrypted LDAP needs this explicit opt-in.
     insecure: bool = False
@@ -90,7 +92,7 @@ class AdSettings(_Section):
     @model_validator(mode="after")
     def _transport_is_safe(self) -> AdSettings:
         if self.url.lower().startswith("ldap://") and not (self.start_tls or self.insecure):
-            raise ValueError("ad.url is plain ldap://: set ad.start_tls, or ad.insecure to accept no encryption")
+            raise ValueError("ad.url is plain ldap://: set ad.start_tls, or ad.insecure to go unencrypted")
         return self
 
 

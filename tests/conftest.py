@@ -1,0 +1,112 @@
+"""Real services for the tests: a fresh Kafka broker per test, one shared Samba AD DC.
+
+The embedded noida-db broker starts in about 0.1 s, so every test gets an empty one and no
+test sees another's records. E2AD_TEST_KAFKA_BOOTSTRAP points the tests at another broker
+(e.g. Apache Kafka) instead; run them one at a time against it, since the topics are shared.
+The DC's LDAP ports are fixed, so all tests share it and isolate themselves by OU (test_ou).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from e2ad.kafka import ensure_topics
+from e2ad.services import Endpoints, LocalServices
+from schemas.config import AdSettings, KafkaSettings
+
+
+@pytest.fixture(scope="session")
+def dc_services() -> Iterator[LocalServices]:
+    """The machine's one Samba AD DC (its LDAP ports are fixed); started if it is not running."""
+    services = LocalServices()
+    started_here = not services.dc_running()
+    services.start_dc()
+    yield services
+    if started_here:
+        services.stop_dc()
+
+
+@pytest.fixture(scope="session")
+def dc_endpoints(dc_services: LocalServices) -> Endpoints:
+    return dc_services.endpoints(bootstrap="")
+
+
+@pytest.fixture(scope="session")
+def ad_settings(dc_endpoints: Endpoints) -> AdSettings:
+    return AdSettings(
+        url=dc_endpoints.ad_url,
+        bind_dn=dc_endpoints.ad_bind_dn,
+        bind_password=dc_endpoints.ad_bind_password,
+        base_dn=dc_endpoints.ad_base_dn,
+        ca_file=Path(dc_endpoints.ad_ca_file),
+        tls_server_name=dc_endpoints.ad_tls_server_name,
+    )
+
+
+@pytest.fixture
+def test_ou(ad_settings: AdSettings) -> Iterator[str]:
+    """An OU of this test's own under the shared DC, removed with everything in it afterwards."""
+    import ldap3  # here, so unit-only runs need no LDAP import
+
+    conn = _admin_connection(ad_settings, ldap3)
+    ou = f"OU=t-{uuid.uuid4().hex[:10]},{ad_settings.base_dn}"
+    conn.add(ou, "organizationalUnit")
+    assert conn.result["result"] == 0, conn.result
+    try:
+        yield ou
+    finally:
+        # tree delete (1.2.840.113556.1.4.805): the OU and everything the test left in it
+        conn.delete(ou, controls=[("1.2.840.113556.1.4.805", True, None)])
+        conn.unbind()
+
+
+def _admin_connection(settings: AdSettings, ldap3):  # type: ignore[no-untyped-def]
+    import ssl
+
+    tls = ldap3.Tls(
+        validate=ssl.CERT_REQUIRED,
+        ca_certs_file=str(settings.ca_file),
+        valid_names=[settings.tls_server_name] if settings.tls_server_name else None,
+    )
+    server = ldap3.Server(settings.url, tls=tls, get_info=ldap3.NONE)
+    assert settings.bind_password is not None
+    return ldap3.Connection(
+        server, settings.bind_dn, settings.bind_password.get_secret_value(), auto_bind=True, raise_exceptions=False
+    )
+
+
+@pytest.fixture
+def ad_admin(ad_settings: AdSettings) -> Iterator[object]:
+    """A plain ldap3 connection for tests to look at (and tamper with) AD directly."""
+    import ldap3
+
+    conn = _admin_connection(ad_settings, ldap3)
+    yield conn
+    conn.unbind()
+
+
+@pytest_asyncio.fixture
+async def kafka_settings(tmp_path: Path) -> AsyncIterator[KafkaSettings]:
+    """A broker with e2ad's topics: a fresh embedded one per test, or E2AD_TEST_KAFKA_BOOTSTRAP."""
+    external = os.environ.get("E2AD_TEST_KAFKA_BOOTSTRAP")
+    services = None
+    if external:
+        bootstrap = external
+    else:
+        services = LocalServices(tmp_path / "services")
+        bootstrap = await services.start_kafka()
+    settings = KafkaSettings(bootstrap_servers=bootstrap, partitions=4)
+    await ensure_topics(settings)
+    try:
+        yield settings
+    finally:
+        if services is not None:
+            with contextlib.suppress(Exception):
+                services.stop_kafka()
