@@ -1,0 +1,175 @@
+"""The processors' core: fold Graph changes into state and derive each group's desired AD state.
+
+Pure apart from the mappings it is given, which faust backs with changelogged tables and the
+unit tests with plain dicts. Replaying graph.changes into empty mappings reproduces the same
+desired states (design principle 2).
+
+State, all keyed by Entra object id:
+- users:   the user's last known attributes;
+- groups:  attributes, members (id → member type), removal, and the fingerprint of the desired
+           state last published, so unchanged states are not published again;
+- parents: for each member id, the groups it is a member of — a user or nested group change
+           re-evaluates exactly the groups that contain it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+from processors.mapping import group_attributes, group_create_only_attributes
+from processors.scoping import security_clause
+from schemas.changes import ChangeRecord, GroupChanged, GroupRemoved, UserChanged, UserRemoved
+from schemas.config import ProvisioningSettings
+from schemas.desired import DesiredGroup, DesiredMember, SkippedMember, anchor_of
+
+State = MutableMapping[str, Any]
+
+
+class ProvisioningState:
+    def __init__(
+        self,
+        settings: ProvisioningSettings,
+        *,
+        users: State,
+        groups: State,
+        parents: State,
+    ) -> None:
+        self.settings = settings
+        self.users = users
+        self.groups = groups
+        self.parents = parents
+
+    def apply(self, record: ChangeRecord) -> list[DesiredGroup]:
+        """Fold one change in; return the desired states that changed because of it."""
+        match record:
+            case UserChanged():
+                self.users[record.id] = {**self.users.get(record.id, {}), **record.attributes}
+                affected = self._parents_of(record.id)
+            case UserRemoved():
+                self.users.pop(record.id, None)
+                affected = self._parents_of(record.id)
+            case GroupChanged():
+                affected = self._group_changed(record)
+            case GroupRemoved():
+                group = dict(self.groups.get(record.id) or _new_group())
+                group["removed"] = record.reason
+                self.groups[record.id] = group
+                affected = [record.id, *self._parents_of(record.id)]
+        return [d for gid in dict.fromkeys(affected) if (d := self._evaluate(gid, record.observed_at)) is not None]
+
+    # -- folding -----------------------------------------------------------------------------
+    def _group_changed(self, record: GroupChanged) -> list[str]:
+        group = dict(self.groups.get(record.id) or _new_group())
+        was_in_scope = self._in_scope(group)
+        group["attributes"] = {**group["attributes"], **record.attributes}
+        group["removed"] = None  # a change of a soft-deleted group means it was restored
+        members: dict[str, str] = {} if record.members_complete else dict(group["members"])
+        for ref in record.members_removed:
+            members.pop(ref.id, None)
+        for ref in record.members_added:
+            members[ref.id] = ref.type
+        for gone in set(group["members"]) - set(members):
+            self._unlink(gone, record.id)
+        for new in set(members) - set(group["members"]):
+            self._link(new, record.id)
+        group["members"] = members
+        self.groups[record.id] = group
+        # Groups nesting this one must re-evaluate when it enters or leaves the scope.
+        nesting = self._parents_of(record.id) if self._in_scope(group) != was_in_scope else []
+        return [record.id, *nesting]
+
+    def _link(self, member_id: str, group_id: str) -> None:
+        self.parents[member_id] = sorted({*self.parents.get(member_id, ()), group_id})
+
+    def _unlink(self, member_id: str, group_id: str) -> None:
+        remaining = [g for g in self.parents.get(member_id, ()) if g != group_id]
+        if remaining:
+            self.parents[member_id] = remaining
+        else:
+            self.parents.pop(member_id, None)
+
+    def _parents_of(self, member_id: str) -> list[str]:
+        return list(self.parents.get(member_id, ()))
+
+    # -- evaluation --------------------------------------------------------------------------
+    def _in_scope(self, group: dict[str, Any]) -> bool:
+        return group["removed"] is None and bool(group["attributes"]) and security_clause(group["attributes"]).in_scope
+
+    def _evaluate(self, group_id: str, observed_at: Any) -> DesiredGroup | None:
+        group = self.groups.get(group_id)
+        if group is None:
+            return None
+        desired = self._desired(group_id, group)
+        if desired is None:
+            return None
+        fingerprint = _fingerprint(desired)
+        if fingerprint == group.get("published"):
+            return None
+        self.groups[group_id] = {**group, "published": fingerprint, "provisioned": desired.state == "present"}
+        return desired.model_copy(update={"source_changed_at": observed_at})
+
+    def _desired(self, group_id: str, group: dict[str, Any]) -> DesiredGroup | None:
+        anchor = anchor_of(group_id)
+        if self._in_scope(group):
+            members, skipped = self._resolve_members(group["members"].items())
+            return DesiredGroup(
+                group_id=group_id,
+                anchor=anchor,
+                state="present",
+                container=self.settings.target_container,
+                attributes=group_attributes(group_id, group["attributes"]),
+                create_only=group_create_only_attributes(group_id),
+                members=members,
+                skipped_members=skipped,
+            )
+        if not group.get("provisioned"):
+            return None  # never provisioned: nothing in AD to remove
+        reason = _absence_reason(group, self._scope_reason(group))
+        if group["removed"] != "deleted" and self.settings.on_soft_delete_or_out_of_scope == "keep":
+            return None
+        return DesiredGroup(group_id=group_id, anchor=anchor, state="absent", reason=reason)
+
+    def _scope_reason(self, group: dict[str, Any]) -> str:
+        return security_clause(group["attributes"]).reason
+
+    def _resolve_members(self, members: Iterable[tuple[str, str]]) -> tuple[list[DesiredMember], list[SkippedMember]]:
+        resolved: list[DesiredMember] = []
+        skipped: list[SkippedMember] = []
+        for member_id, member_type in sorted(members):
+            if member_type == "user":
+                user = self.users.get(member_id)
+                guid = (user or {}).get("onPremisesObjectIdentifier")
+                if guid:
+                    resolved.append(DesiredMember(type="user", id=member_id, object_guid=str(guid)))
+                else:
+                    reason = "cloud-only user (no onPremisesObjectIdentifier)" if user else "user not seen yet"
+                    skipped.append(SkippedMember(id=member_id, reason=reason))
+            elif member_type == "group":
+                nested = self.groups.get(member_id)
+                if nested is not None and self._in_scope(nested):
+                    resolved.append(DesiredMember(type="group", id=member_id, anchor=anchor_of(member_id)))
+                else:
+                    skipped.append(SkippedMember(id=member_id, reason="nested group not in scope"))
+            else:
+                skipped.append(SkippedMember(id=member_id, reason=f"unsupported member type {member_type}"))
+        return resolved, skipped
+
+
+def _new_group() -> dict[str, Any]:
+    return {"attributes": {}, "members": {}, "removed": None, "published": None, "provisioned": False}
+
+
+def _absence_reason(group: dict[str, Any], scope_reason: str) -> str:
+    if group["removed"] == "deleted":
+        return "deleted in Entra"
+    if group["removed"] == "changed":
+        return "soft-deleted in Entra"
+    return f"out of scope: {scope_reason}"
+
+
+def _fingerprint(desired: DesiredGroup) -> str:
+    body = desired.model_dump(mode="json", exclude={"source_changed_at"})
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]

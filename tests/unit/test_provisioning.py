@@ -1,0 +1,168 @@
+"""The processors' core on plain dicts: scope, default mappings, member resolution, removal."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from processors.provisioning import ProvisioningState
+from schemas.changes import GroupChanged, GroupRemoved, MemberRef, UserChanged, UserRemoved
+from schemas.config import ProvisioningSettings
+from schemas.desired import UNIVERSAL_SECURITY_GROUP
+
+NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
+GROUP = "0f6a3b5c-1111-4000-8000-a1b2c3d4e5f6"
+NESTED = "0f6a3b5c-2222-4000-8000-000000000002"
+CONTAINER = "OU=Groups,DC=e2ad,DC=test"
+SECURITY = {"securityEnabled": True, "mailEnabled": False, "onPremisesSyncEnabled": None, "groupTypes": []}
+
+
+def state(**settings: object) -> ProvisioningState:
+    return ProvisioningState(
+        ProvisioningSettings(target_container=CONTAINER, **settings),  # type: ignore[arg-type]
+        users={},
+        groups={},
+        parents={},
+    )
+
+
+def group_changed(group_id: str = GROUP, members: list[MemberRef] | None = None, **attributes: object) -> GroupChanged:
+    attrs = {**SECURITY, "displayName": "Sales", "description": "  Sales team  ", **attributes}
+    return GroupChanged(id=group_id, observed_at=NOW, attributes=attrs, members_added=members or [])
+
+
+def user(user_id: str, guid: str | None) -> UserChanged:
+    return UserChanged(id=user_id, observed_at=NOW, attributes={"onPremisesObjectIdentifier": guid})
+
+
+def test_security_group_gets_cloud_sync_default_mappings() -> None:
+    s = state()
+    [desired] = s.apply(group_changed())
+    assert desired.state == "present"
+    assert desired.container == CONTAINER
+    assert desired.attributes == {
+        "cn": "Sales_a1b2c3d4e5f6",
+        "description": "Sales team",
+        "displayName": "Sales",
+        "msDS-ExternalDirectoryObjectId": f"Group_{GROUP}",
+        "adminDescription": f"Group_{GROUP}",
+        "groupType": UNIVERSAL_SECURITY_GROUP,
+    }
+    assert desired.create_only == {"sAMAccountName": "Group_a1b2c3d4e5f6"}
+    assert desired.source_changed_at == NOW
+
+
+def test_cn_is_at_most_64_characters_and_empty_description_flows_null() -> None:
+    [desired] = state().apply(group_changed(displayName="  " + "x" * 80, description="   "))
+    assert desired.attributes["cn"] == "x" * 51 + "_a1b2c3d4e5f6"
+    assert desired.attributes["description"] is None
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {"mailEnabled": True},
+        {"securityEnabled": False},
+        {"onPremisesSyncEnabled": True},
+        {"groupTypes": ["Unified"], "mailEnabled": True},
+    ],
+)
+def test_groups_outside_the_security_clause_are_never_provisioned(attributes: dict[str, object]) -> None:
+    assert state().apply(group_changed(**attributes)) == []
+
+
+def test_members_resolve_to_ad_guids_and_cloud_only_users_are_skipped() -> None:
+    s = state()
+    s.apply(user("u1", "3c598d5d-0000-4000-8000-000000000001"))
+    s.apply(user("u2", None))
+    [desired] = s.apply(
+        group_changed(
+            members=[MemberRef(id="u1", type="user"), MemberRef(id="u2", type="user"), MemberRef(id="d1", type="other")]
+        )
+    )
+    assert [(m.id, m.object_guid) for m in desired.members] == [("u1", "3c598d5d-0000-4000-8000-000000000001")]
+    assert {s.id: s.reason for s in desired.skipped_members} == {
+        "u2": "cloud-only user (no onPremisesObjectIdentifier)",
+        "d1": "unsupported member type other",
+    }
+
+
+def test_a_user_arriving_later_re_evaluates_the_groups_containing_it() -> None:
+    s = state()
+    [before] = s.apply(group_changed(members=[MemberRef(id="u1", type="user")]))
+    assert before.members == []
+    [after] = s.apply(user("u1", "3c598d5d-0000-4000-8000-000000000001"))
+    assert after.group_id == GROUP
+    assert [m.object_guid for m in after.members] == ["3c598d5d-0000-4000-8000-000000000001"]
+    [gone] = s.apply(UserRemoved(id="u1", observed_at=NOW, reason="deleted"))
+    assert gone.members == []
+
+
+def test_unchanged_desired_state_is_not_published_again() -> None:
+    s = state()
+    assert len(s.apply(group_changed())) == 1
+    assert s.apply(group_changed()) == []
+
+
+def test_partial_changes_merge_and_member_deltas_apply() -> None:
+    s = state()
+    s.apply(user("u1", "3c598d5d-0000-4000-8000-000000000001"))
+    s.apply(user("u2", "3c598d5d-0000-4000-8000-000000000002"))
+    s.apply(group_changed(members=[MemberRef(id="u1", type="user"), MemberRef(id="u2", type="user")]))
+    change = GroupChanged(id=GROUP, observed_at=NOW, members_removed=[MemberRef(id="u1", type="user")])
+    [desired] = s.apply(change)
+    assert desired.attributes["displayName"] == "Sales"  # kept from before
+    assert [m.id for m in desired.members] == ["u2"]
+    assert s.parents == {"u2": [GROUP]}
+
+
+def test_full_round_replaces_the_membership() -> None:
+    s = state()
+    s.apply(group_changed(members=[MemberRef(id="u1", type="user"), MemberRef(id="u2", type="user")]))
+    full = group_changed(members=[MemberRef(id="u2", type="user")])
+    full = full.model_copy(update={"members_complete": True, "full_round": True})
+    s.apply(full)
+    assert s.groups[GROUP]["members"] == {"u2": "user"}
+    assert "u1" not in s.parents
+
+
+def test_nested_group_follows_its_scope() -> None:
+    s = state()
+    s.apply(group_changed(NESTED, displayName="Inner", mailEnabled=True))
+    [outer] = s.apply(group_changed(members=[MemberRef(id=NESTED, type="group")]))
+    assert outer.members == [] and outer.skipped_members[0].reason == "nested group not in scope"
+    published = s.apply(group_changed(NESTED, displayName="Inner", mailEnabled=False))
+    by_id = {d.group_id: d for d in published}
+    assert set(by_id) == {NESTED, GROUP}
+    assert [(m.type, m.anchor) for m in by_id[GROUP].members] == [("group", f"Group_{NESTED}")]
+
+
+@pytest.mark.parametrize(("removal", "reason"), [("deleted", "deleted in Entra"), ("changed", "soft-deleted in Entra")])
+def test_removed_group_becomes_absent(removal: str, reason: str) -> None:
+    s = state()
+    s.apply(group_changed())
+    [desired] = s.apply(GroupRemoved(id=GROUP, observed_at=NOW, reason=removal))  # type: ignore[arg-type]
+    assert (desired.state, desired.reason) == ("absent", reason)
+    [restored] = s.apply(group_changed())
+    assert restored.state == "present"
+
+
+def test_leaving_the_scope_deletes_unless_configured_to_keep() -> None:
+    s = state()
+    s.apply(group_changed())
+    [desired] = s.apply(group_changed(mailEnabled=True))
+    assert (desired.state, desired.reason) == ("absent", "out of scope: mail-enabled groups are not provisioned")
+
+    keep = state(on_soft_delete_or_out_of_scope="keep")
+    keep.apply(group_changed())
+    assert keep.apply(group_changed(mailEnabled=True)) == []
+    assert keep.apply(GroupRemoved(id=GROUP, observed_at=NOW, reason="changed")) == []
+    [deleted] = keep.apply(GroupRemoved(id=GROUP, observed_at=NOW, reason="deleted"))
+    assert deleted.state == "absent"
+
+
+def test_removal_of_a_never_provisioned_group_publishes_nothing() -> None:
+    s = state()
+    s.apply(group_changed(mailEnabled=True))
+    assert s.apply(GroupRemoved(id=GROUP, observed_at=NOW, reason="deleted")) == []
