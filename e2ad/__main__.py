@@ -1,0 +1,3 @@
+from e2ad.cli import main
+
+main()

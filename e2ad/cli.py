@@ -1,0 +1,100 @@
+"""The `e2ad` command line: a thin layer over the stages and the local services."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from e2ad.config import ConfigError, load_settings
+from e2ad.logs import configure_logging
+from e2ad.services import LocalServices, ServiceError
+from schemas.config import Settings
+
+
+class Context:
+    def __init__(self, config_path: Path | None) -> None:
+        self.config_path = config_path
+
+    def settings(self) -> Settings:
+        try:
+            return load_settings(self.config_path)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    def services(self) -> LocalServices:
+        return LocalServices(self.settings().state_dir)
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@click.group()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="E2AD_CONFIG",
+    help="YAML configuration file (E2AD_… variables override it).",
+)
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None) -> None:
+    """e2ad: provision Entra ID security groups into Active Directory, event-driven, through Kafka."""
+    ctx.obj = Context(config_path)
+
+
+@main.group()
+def services() -> None:
+    """The local services: the embedded Kafka broker and a Samba AD DC on loopback."""
+
+
+@services.command("up")
+@pass_context
+def services_up(ctx: Context) -> None:
+    """Install (when missing), start and wait for both; print the settings that reach them."""
+    configure_logging("INFO", "services")
+    try:
+        endpoints = asyncio.run(ctx.services().up())
+    except ServiceError as exc:
+        raise click.ClickException(str(exc)) from None
+    for name, value in endpoints.as_environment().items():
+        click.echo(f"{name}={value}")
+
+
+@services.command("down")
+@pass_context
+def services_down(ctx: Context) -> None:
+    """Stop both by their pids (the broker keeps its data, the DC its directory)."""
+    configure_logging("INFO", "services")
+    ctx.services().down()
+
+
+@services.command("status")
+@pass_context
+def services_status(ctx: Context) -> None:
+    click.echo(json.dumps(ctx.services().status(), indent=2))
+
+
+@services.command("reset-dc")
+@pass_context
+def services_reset_dc(ctx: Context) -> None:
+    """Throw the local DC's data away; the next start copies the provisioned template."""
+    ctx.services().reset_dc()
+
+
+@main.command()
+@pass_context
+def process(ctx: Context) -> None:
+    """Run the processors (faust): graph.changes → scope → map → ad.desired."""
+    from e2ad.kafka import ensure_topics
+    from processors.app import run_processors
+
+    settings = ctx.settings()
+    configure_logging(settings.log_level, "process")
+    asyncio.run(ensure_topics(settings.kafka))
+    datadir = (settings.state_dir or ctx.services().state_dir) / "processors"
+    sys.argv = [sys.argv[0]]  # faust's worker parses the command line itself
+    run_processors(settings, datadir)

@@ -1,0 +1,83 @@
+"""The faust application: graph.changes → state tables → ad.desired.
+
+Kafka is the processors' only I/O (design principle 2): the tables are changelogged to Kafka
+and recovered from it, so a restarted worker carries on where it stopped.
+
+The tables are GlobalTables because a group's members live on other partitions than the group
+(users are keyed by their own id). With recovery_buffer_size=1 a worker sees changelog
+updates at once (kafka-broker.md §7). This keeps one processor worker consistent; running
+several needs the membership fan-out re-keyed by group (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import faust
+from pydantic import ValidationError
+
+from e2ad.config import describe_errors
+from processors.provisioning import ProvisioningState
+from schemas import topics
+from schemas.changes import CHANGE_RECORD
+from schemas.config import Settings
+
+log = logging.getLogger(__name__)
+
+APP_ID = "e2ad-processors"
+
+
+def create_app(settings: Settings, datadir: Path) -> faust.App:
+    app = faust.App(
+        APP_ID,
+        broker=[f"kafka://{server.strip()}" for server in settings.kafka.bootstrap_servers.split(",")],
+        store="memory://",
+        datadir=str(datadir),
+        topic_partitions=settings.kafka.partitions,
+        topic_replication_factor=settings.kafka.replication_factor,
+        processing_guarantee="at_least_once",
+        producer_acks=-1,
+        web_enabled=False,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    changes = app.topic(topics.GRAPH_CHANGES, key_type=bytes, value_type=bytes)
+    desired = app.topic(topics.AD_DESIRED, key_type=bytes, value_type=bytes)
+    dead_letter = app.topic(topics.AD_DEAD_LETTER, key_type=bytes, value_type=bytes)
+
+    def table(name: str) -> faust.GlobalTable:
+        return app.GlobalTable(
+            name,
+            partitions=settings.kafka.partitions,
+            recovery_buffer_size=1,
+            key_type=str,  # str keys and untyped values are stored as JSON
+        )
+
+    core = ProvisioningState(
+        settings.provisioning, users=table("users"), groups=table("groups"), parents=table("parents")
+    )
+
+    @app.agent(changes)
+    async def provision(stream: faust.Stream) -> None:
+        async for event in stream.events():
+            try:
+                record = CHANGE_RECORD.validate_json(event.value)
+            except ValidationError as exc:
+                # Never stop the stream for one bad record: park it where operators look.
+                key = event.key.decode(errors="replace") if event.key else "?"
+                log.error("unusable record for object %s on %s:\n%s", key, topics.GRAPH_CHANGES, describe_errors(exc))
+                await dead_letter.send(key=event.key, value=event.value, headers={"e2ad-error": str(exc).encode()})
+                continue
+            for state in core.apply(record):
+                await desired.send(key=topics.key(state.group_id), value=topics.encode(state))
+
+    return app
+
+
+def run_processors(settings: Settings, datadir: Path) -> None:
+    """Run the processors until SIGINT/SIGTERM (faust's worker owns the event loop and signals)."""
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = create_app(settings, datadir)
+    worker = faust.Worker(app, loglevel=settings.log_level.lower(), redirect_stdouts=False, quiet=True)
+    worker.execute_from_commandline()

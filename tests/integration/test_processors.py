@@ -1,0 +1,79 @@
+"""The faust processors as a real process on the real broker: changes in, desired states out."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from schemas import topics
+from schemas.changes import GroupChanged, MemberRef, UserChanged
+from schemas.config import KafkaSettings
+from schemas.desired import DesiredGroup
+from tests.integration.stages import TopicWatcher, publish, running_stage
+
+GROUP = "5a0c7a52-6c3e-4d1d-9d5b-0123456789ab"
+NOW = dt.datetime.now(dt.UTC)
+SECURITY = {"securityEnabled": True, "mailEnabled": False, "displayName": "Engineers"}
+
+
+def env(kafka_settings: KafkaSettings, tmp_path: Path) -> dict[str, str]:
+    return {
+        "E2AD_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
+        "E2AD_PROVISIONING__TARGET_CONTAINER": "OU=Groups,DC=e2ad,DC=test",
+        "E2AD_STATE_DIR": str(tmp_path / "state"),
+    }
+
+
+async def test_changes_become_desired_states_and_state_survives_a_restart(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    user = UserChanged(
+        id="u1", observed_at=NOW, attributes={"onPremisesObjectIdentifier": "0b0e1c52-0000-4000-8000-0000000000a1"}
+    )
+    group = GroupChanged(
+        id=GROUP,
+        observed_at=NOW,
+        attributes=SECURITY,
+        members_added=[MemberRef(id="u1", type="user"), MemberRef(id="u2", type="user")],
+    )
+    async with TopicWatcher(kafka_settings, topics.AD_DESIRED, DesiredGroup.model_validate_json) as desired:
+        with running_stage("process", env(kafka_settings, tmp_path), tmp_path / "process-1.log"):
+            await publish(kafka_settings, topics.GRAPH_CHANGES, [("u1", user), (GROUP, group)])
+            first = await desired.wait_for(lambda d: d.group_id == GROUP and len(d.members) == 1, timeout=60)
+        assert first.attributes["cn"] == "Engineers_0123456789ab"
+        assert [s.id for s in first.skipped_members] == ["u2"]
+
+        # A new worker recovers users, groups and memberships from the changelogs: a user change
+        # alone must reproduce the group's whole state with the second member resolved.
+        late = UserChanged(
+            id="u2", observed_at=NOW, attributes={"onPremisesObjectIdentifier": "0b0e1c52-0000-4000-8000-0000000000a2"}
+        )
+        with running_stage("process", env(kafka_settings, tmp_path), tmp_path / "process-2.log"):
+            await publish(kafka_settings, topics.GRAPH_CHANGES, [("u2", late)])
+            second = await desired.wait_for(lambda d: d.group_id == GROUP and len(d.members) == 2, timeout=60)
+        assert second.attributes == first.attributes
+        assert {m.object_guid for m in second.members} == {
+            "0b0e1c52-0000-4000-8000-0000000000a1",
+            "0b0e1c52-0000-4000-8000-0000000000a2",
+        }
+
+
+async def test_a_malformed_change_goes_to_the_dead_letter_topic_and_the_stream_goes_on(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    from e2ad import kafka
+
+    producer = kafka.producer(kafka_settings)
+    await producer.start()
+    await producer.send_and_wait(topics.GRAPH_CHANGES, b'{"kind": "group.changed", "id": 7}', key=b"bad")
+    await producer.stop()
+    group = GroupChanged(id=GROUP, observed_at=NOW, attributes=SECURITY)
+    async with (
+        TopicWatcher(kafka_settings, topics.AD_DEAD_LETTER, bytes) as dead,
+        TopicWatcher(kafka_settings, topics.AD_DESIRED, DesiredGroup.model_validate_json) as desired,
+    ):
+        with running_stage("process", env(kafka_settings, tmp_path), tmp_path / "process.log"):
+            await publish(kafka_settings, topics.GRAPH_CHANGES, [(GROUP, group)])
+            await desired.wait_for(lambda d: d.group_id == GROUP, timeout=60)
+            parked = await dead.wait_for(lambda v: b'"id": 7' in v, timeout=10)
+    assert parked == b'{"kind": "group.changed", "id": 7}'
