@@ -1,0 +1,75 @@
+"""The syntax tree the parser builds and the compiler turns into callables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class StringLiteral:
+    value: str
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class IntegerLiteral:
+    value: int
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class BooleanLiteral:
+    value: bool
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class EnumLiteral:
+    """A bare enum name: vbTextCompare/vbBinaryCompare or an encoding (Unicode, ASCII, UTF8)."""
+
+    name: str
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class Attribute:
+    """`[name]`: a source attribute of the Entra object."""
+
+    name: str
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class TokenReference:
+    """`%Name%`: a placeholder bound from configuration when the expression is compiled."""
+
+    name: str
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class Missing:
+    """An optional positional argument left empty, as in `Replace([mail], "x", , ,"", ,)`."""
+
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    name: str
+    arguments: tuple[Node, ...]
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class BinaryOperation:
+    """A comparison (`=`, `<>`, `>`, `>=`, `<`, `<=`) or `&` concatenation."""
+
+    operator: str
+    left: Node
+    right: Node
+    position: int
+
+
+Literal = StringLiteral | IntegerLiteral | BooleanLiteral | EnumLiteral
+Node = Literal | Attribute | TokenReference | Missing | Call | BinaryOperation
