@@ -103,7 +103,7 @@ async def read_latest(settings: KafkaSettings, topic: str) -> dict[bytes, bytes]
         await reader.seek_to_beginning(*partitions)
         end = await reader.end_offsets(partitions)
         latest: dict[bytes, bytes] = {}
-        while any(await _behind(reader, tp, end[tp]) for tp in partitions):
+        while any([await _behind(reader, tp, end[tp]) for tp in partitions]):
             batches = await reader.getmany(timeout_ms=500)
             for records in batches.values():
                 for record in records:
