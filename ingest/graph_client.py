@@ -73,3 +73,14 @@ def build_graph_client(
     adapter = GraphRequestAdapter(auth, client=client)
     adapter.base_url = base_url
     return GraphServiceClient(request_adapter=adapter)
+
+
+def describe_graph_error(exc: BaseException) -> str:
+    """One line naming what Graph answered: status, Graph error code and message, or the exception."""
+    status = getattr(exc, "response_status_code", None)
+    error = getattr(exc, "error", None)
+    code = getattr(error, "code", None)
+    message = getattr(error, "message", None) or getattr(exc, "message", None)
+    if status is None and code is None:
+        return f"{type(exc).__name__}: {exc}"
+    return f"HTTP {status} {code or type(exc).__name__}: {message or 'no message'}"

@@ -35,7 +35,7 @@ class SeenRequest:
     method: str
     path: str
     query: dict[str, str]
-    headers: dict[str, str]
+    headers: dict[str, str]  # names lower-cased
     at: float
 
 
@@ -74,7 +74,7 @@ class GraphStandin:
         self.authority_host = ""  # e.g. https://127.0.0.1:PORT
         self.ca_file: Path | None = None
         self._throttled_requests = 0
-        self._retry_after = 1
+        self._retry_after: float = 1
         self._delta_tokens: dict[str, _DeltaState] = {}
         self._pending_pages: dict[str, tuple[list[list[dict[str, Any]]], _DeltaState]] = {}
         self.tenant.listeners.append(self._on_mutation)
@@ -87,8 +87,8 @@ class GraphStandin:
         self.issued_tokens.add(token)
         return token
 
-    def throttle(self, next_n_requests: int, retry_after_seconds: int) -> None:
-        """Answer the next N Graph requests with 429 and this Retry-After."""
+    def throttle(self, next_n_requests: int, retry_after_seconds: float) -> None:
+        """Answer the next N Graph requests with 429 and this Retry-After (Graph sends whole seconds)."""
         self._throttled_requests = next_n_requests
         self._retry_after = retry_after_seconds
 
@@ -147,7 +147,13 @@ class GraphStandin:
         if not request.path.startswith("/v1.0/"):
             return await handler(request)
         self.requests.append(
-            SeenRequest(request.method, request.path, dict(request.query), dict(request.headers), time.time())
+            SeenRequest(
+                request.method,
+                request.path,
+                dict(request.query),
+                {k.lower(): v for k, v in request.headers.items()},
+                time.time(),
+            )
         )
         try:
             self._authorize(request)
@@ -157,7 +163,7 @@ class GraphStandin:
                     429,
                     "TooManyRequests",
                     "Too many requests. The request was throttled by the stand-in.",
-                    {"Retry-After": str(self._retry_after)},
+                    {"Retry-After": f"{self._retry_after:g}"},
                 )
             return await handler(request)
         except GraphError as exc:
@@ -307,16 +313,15 @@ class GraphStandin:
     # -- writes ------------------------------------------------------------------------------
 
     async def _create_group(self, request: web.Request) -> web.Response:
-        body = await _json_body(request)
+        body = _properties(await _json_body(request))
         display_name = body.pop("displayName", None)
         if not display_name:
             raise GraphError(400, "Request_BadRequest", "displayName is required to create a group")
-        body.pop("@odata.type", None)
         mutation = self.tenant.add_group(display_name, **body)
         return web.json_response(self.tenant.get("groups", mutation.object_id), status=201)
 
     async def _update_group(self, request: web.Request) -> web.Response:
-        self.tenant.update_group(request.match_info["id"], **await _json_body(request))
+        self.tenant.update_group(request.match_info["id"], **_properties(await _json_body(request)))
         return web.Response(status=204)
 
     async def _delete_group(self, request: web.Request) -> web.Response:
@@ -451,6 +456,11 @@ def _int_param(request: web.Request, name: str, default: int) -> int:
     if not raw.isdigit():
         raise GraphError(400, "BadRequest", f"Invalid value '{raw}' for query option {name}.")
     return int(raw)
+
+
+def _properties(body: dict[str, Any]) -> dict[str, Any]:
+    """A write body without its annotations: the SDK sends @odata.type with every group it serialises."""
+    return {name: value for name, value in body.items() if not name.startswith("@")}
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:

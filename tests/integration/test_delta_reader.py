@@ -1,0 +1,202 @@
+"""Delta rounds through the real msgraph-sdk against the stand-in, and the DeltaReader's Kafka edge."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from e2ad import kafka
+from e2ad.standin import GraphStandin, running_standin
+from ingest.delta import GROUP_SELECT, USER_SELECT, DeltaReader, normalise, read_round
+from schemas import topics
+from schemas.changes import CHANGE_RECORD, DeltaCursor, GroupChanged, GroupRemoved, UserChanged
+from schemas.config import KafkaSettings
+from tests.fakes import standin_client
+
+
+@pytest.fixture
+async def standin() -> AsyncIterator[GraphStandin]:
+    async with running_standin(delta_page_size=2, delta_members_per_item=3) as standin:
+        yield standin
+
+
+def time_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+async def test_full_round_follows_next_links_with_select(standin: GraphStandin) -> None:
+    group_ids = [standin.tenant.add_group(f"group {i}").object_id for i in range(5)]
+
+    delta_round = await read_round(standin_client(standin), "groups", None)
+
+    assert delta_round.full_round
+    assert [item["id"] for item in delta_round.items] == group_ids
+    assert delta_round.delta_link.startswith(f"{standin.graph_base_url}/groups/delta?$deltatoken=")
+    requests = standin.requests_to("/groups/delta")
+    assert len(requests) == 3  # 5 groups, 2 per page
+    assert requests[0].path == "/v1.0/groups/delta()"
+    assert requests[0].query["$select"].split(",") == GROUP_SELECT
+    assert all("$skiptoken" in r.query for r in requests[1:])
+
+
+async def test_page_size_is_asked_for_with_prefer_maxpagesize(standin: GraphStandin) -> None:
+    for i in range(3):
+        standin.tenant.add_user(f"user {i}")
+
+    delta_round = await read_round(standin_client(standin), "users", None, page_size=1)
+
+    assert len(delta_round.items) == 3
+    requests = standin.requests_to("/users/delta")
+    assert len(requests) == 3
+    assert all(r.headers["prefer"] == "odata.maxpagesize=1" for r in requests)
+    assert requests[0].query["$select"].split(",") == USER_SELECT
+
+
+async def test_members_split_across_pages_are_merged_into_one_group(standin: GraphStandin) -> None:
+    tenant = standin.tenant
+    group_id = tenant.add_group("Large").object_id
+    user_ids = [tenant.add_user(f"member {i}").object_id for i in range(7)]
+    for user_id in user_ids:
+        tenant.add_member(group_id, user_id)
+
+    delta_round = await read_round(standin_client(standin), "groups", None, page_size=1)
+
+    assert len(standin.requests_to("/groups/delta")) == 3  # 7 members, 3 per item, one item per page
+    (record,) = normalise("groups", delta_round.items, full_round=True, observed_at=time_now())
+    assert isinstance(record, GroupChanged)
+    assert record.members_complete
+    assert [m.id for m in record.members_added] == user_ids
+    assert record.attributes["displayName"] == "Large"
+
+
+async def test_token_round_reports_changes_members_and_removals(standin: GraphStandin) -> None:
+    tenant = standin.tenant
+    kept, soft, hard = (tenant.add_group(name).object_id for name in ("kept", "soft", "hard"))
+    ada, bob = (tenant.add_user(name).object_id for name in ("Ada", "Bob"))
+    tenant.add_member(kept, ada)
+    client = standin_client(standin)
+    first = await read_round(client, "groups", None)
+
+    tenant.update_group(kept, description="now described")
+    tenant.add_member(kept, bob)
+    tenant.remove_member(kept, ada)
+    tenant.soft_delete_group(soft)
+    tenant.hard_delete_group(hard)
+    second = await read_round(client, "groups", first.delta_link)
+
+    assert not second.full_round
+    records = {r.id: r for r in normalise("groups", second.items, full_round=False, observed_at=time_now())}
+    changed = records[kept]
+    assert isinstance(changed, GroupChanged) and not changed.members_complete
+    assert changed.attributes["description"] == "now described"
+    assert [m.id for m in changed.members_added] == [bob]
+    assert [m.id for m in changed.members_removed] == [ada]
+    assert records[soft] == GroupRemoved(id=soft, observed_at=records[soft].observed_at, reason="changed")
+    assert isinstance(records[hard], GroupRemoved) and records[hard].reason == "deleted"
+
+    third = await read_round(client, "groups", second.delta_link)
+    assert third.items == []
+
+
+async def test_deltatoken_latest_starts_from_now(standin: GraphStandin) -> None:
+    standin.tenant.add_group("before")
+    client = standin_client(standin)
+
+    latest = await read_round(client, "groups", f"{standin.graph_base_url}/groups/delta?$deltatoken=latest")
+    after = standin.tenant.add_group("after").object_id
+    following = await read_round(client, "groups", latest.delta_link)
+
+    assert latest.items == [] and not latest.full_round
+    assert [item["id"] for item in following.items] == [after]
+
+
+async def test_expired_token_gets_410_and_a_full_round(standin: GraphStandin) -> None:
+    group_ids = [standin.tenant.add_group(f"g{i}").object_id for i in range(3)]
+    client = standin_client(standin)
+    first = await read_round(client, "groups", None)
+
+    standin.expire_delta_tokens()
+    again = await read_round(client, "groups", first.delta_link)
+
+    assert again.full_round
+    assert [item["id"] for item in again.items] == group_ids
+    assert "$deltatoken" in standin.requests_to("/groups/delta")[2].query  # the refused one
+
+
+async def test_throttled_round_completes_through_sdk_retries(standin: GraphStandin) -> None:
+    standin.tenant.add_group("busy")
+    standin.throttle(2, 1)
+
+    started = time.monotonic()
+    delta_round = await read_round(standin_client(standin), "groups", None)
+
+    assert len(delta_round.items) == 1
+    assert len(standin.requests_to("/groups/delta")) == 3
+    assert time.monotonic() - started >= 2.0  # Retry-After was honoured each time
+
+
+async def test_throttled_round_completes_through_own_retries_when_sdk_gives_up(standin: GraphStandin) -> None:
+    standin.tenant.add_group("busy")
+    standin.throttle(3, 0.2)
+
+    started = time.monotonic()
+    delta_round = await read_round(standin_client(standin, max_retries=0), "groups", None)
+
+    assert len(delta_round.items) == 1
+    assert len(standin.requests_to("/groups/delta")) == 4
+    assert time.monotonic() - started >= 0.6
+
+
+async def test_reader_publishes_users_then_groups_then_saves_cursors(
+    standin: GraphStandin, kafka_settings: KafkaSettings
+) -> None:
+    tenant = standin.tenant
+    user_id = tenant.add_user("Ada", onPremisesObjectIdentifier="0f0e0d0c-aaaa-bbbb-cccc-000000000001").object_id
+    group_id = tenant.add_group("Sales").object_id
+    tenant.add_member(group_id, user_id)
+    client = standin_client(standin)
+
+    async with DeltaReader(client, kafka_settings) as reader:
+        published = await reader.run_round()
+
+    assert [type(r) for r in published] == [UserChanged, GroupChanged]
+    latest_changes = await kafka.read_latest(kafka_settings, topics.GRAPH_CHANGES)
+    changes = {k.decode(): topics.decode(CHANGE_RECORD, v) for k, v in latest_changes.items()}
+    user, group = changes[user_id], changes[group_id]
+    assert isinstance(user, UserChanged) and user.full_round
+    assert user.attributes["onPremisesObjectIdentifier"] == "0f0e0d0c-aaaa-bbbb-cccc-000000000001"
+    assert isinstance(group, GroupChanged) and group.members_complete
+    assert [m.id for m in group.members_added] == [user_id]
+    cursors = await kafka.read_latest(kafka_settings, topics.GRAPH_CURSORS)
+    saved = {k.decode(): topics.decode(DeltaCursor, v) for k, v in cursors.items()}
+    assert set(saved) == {"users", "groups"}
+    assert saved["groups"].delta_link == reader.cursors["groups"]
+
+    # A new reader (a restart) continues from the saved cursors: only what changed since.
+    tenant.update_group(group_id, displayName="Sales EMEA")
+    async with DeltaReader(client, kafka_settings) as restarted:
+        assert restarted.cursors == reader.cursors
+        (record,) = await restarted.run_round()
+
+    assert isinstance(record, GroupChanged) and not record.full_round
+    assert record.attributes["displayName"] == "Sales EMEA"
+
+
+async def test_failed_round_keeps_the_old_cursor(standin: GraphStandin, kafka_settings: KafkaSettings) -> None:
+    standin.tenant.add_group("g")
+    client = standin_client(standin, max_retries=0)
+    async with DeltaReader(client, kafka_settings) as reader:
+        await reader.run_round()
+        before = reader.cursors
+        standin.tenant.add_group("h")
+        standin.throttle(100, 0)
+        with pytest.raises(Exception, match="429"):
+            await reader.run_round()
+        standin.throttle(0, 0)
+
+        assert reader.cursors == before
+        saved = await kafka.read_latest(kafka_settings, topics.GRAPH_CURSORS)
+        assert topics.decode(DeltaCursor, saved[b"users"]).delta_link == before["users"]

@@ -1,0 +1,107 @@
+"""The pure core of the delta reader: merging a round's items and turning them into change records."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from kiota_abstractions.api_error import APIError
+
+from ingest.delta import merge_items, needs_full_round, normalise
+from schemas.changes import GroupChanged, GroupRemoved, MemberRef, UserChanged, UserRemoved
+
+NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+USER = "#microsoft.graph.user"
+GROUP = "#microsoft.graph.group"
+
+
+def member(member_id: str, odata_type: str = USER, *, removed: bool = False) -> dict[str, object]:
+    entry: dict[str, object] = {"@odata.type": odata_type, "id": member_id}
+    if removed:
+        entry["@removed"] = {"reason": "deleted"}
+    return entry
+
+
+def test_members_split_across_items_are_merged_in_order_and_properties_kept() -> None:
+    items = [
+        {"id": "g1", "displayName": "Sales", "members@delta": [member("u1"), member("u2")]},
+        {"id": "g2", "displayName": "Ops"},
+        {"id": "g1", "members@delta": [member("u3"), member("g9", GROUP)]},
+    ]
+
+    merged = merge_items(items)
+
+    assert [m["id"] for m in merged] == ["g1", "g2"]
+    assert merged[0]["displayName"] == "Sales"
+    assert [e["id"] for e in merged[0]["members@delta"]] == ["u1", "u2", "u3", "g9"]
+
+
+def test_properties_after_removed_mean_the_object_came_back() -> None:
+    merged = merge_items([{"id": "g1", "@removed": {"reason": "changed"}}, {"id": "g1", "displayName": "Back"}])
+    assert "@removed" not in merged[0]
+    assert merged[0]["displayName"] == "Back"
+
+
+def test_full_round_group_carries_whole_membership_as_complete() -> None:
+    items = [{"id": "g1", "displayName": "Sales", "members@delta": [member("u1"), member("g2", GROUP)]}]
+
+    (record,) = normalise("groups", items, full_round=True, observed_at=NOW)
+
+    assert isinstance(record, GroupChanged)
+    assert record.full_round and record.members_complete
+    assert record.members_added == [MemberRef(id="u1", type="user"), MemberRef(id="g2", type="group")]
+    assert record.attributes == {"displayName": "Sales"}
+    assert record.observed_at == NOW
+
+
+def test_empty_group_in_full_round_is_complete_with_no_members() -> None:
+    (record,) = normalise("groups", [{"id": "g1", "displayName": "Empty"}], full_round=True, observed_at=NOW)
+    assert isinstance(record, GroupChanged)
+    assert record.members_complete and record.members_added == []
+
+
+def test_token_round_members_only_change_has_no_attributes_and_nets_per_member() -> None:
+    items = [
+        {
+            "id": "g1",
+            "members@delta": [member("u1"), member("u2", removed=True), member("u1", removed=True), member("u3")],
+        }
+    ]
+
+    (record,) = normalise("groups", items, full_round=False, observed_at=NOW)
+
+    assert isinstance(record, GroupChanged)
+    assert record.attributes == {}
+    assert not record.members_complete and not record.full_round
+    assert [m.id for m in record.members_added] == ["u3"]
+    assert sorted(m.id for m in record.members_removed) == ["u1", "u2"]
+
+
+def test_removed_groups_keep_graphs_reason() -> None:
+    items = [{"id": "soft", "@removed": {"reason": "changed"}}, {"id": "gone", "@removed": {"reason": "deleted"}}]
+
+    records = normalise("groups", items, full_round=False, observed_at=NOW)
+
+    assert [(type(r), r.id, r.reason) for r in records if isinstance(r, GroupRemoved)] == [
+        (GroupRemoved, "soft", "changed"),
+        (GroupRemoved, "gone", "deleted"),
+    ]
+
+
+def test_unknown_removed_reason_is_taken_as_restorable() -> None:
+    (record,) = normalise("users", [{"id": "u1", "@removed": {"reason": "odd"}}], full_round=False, observed_at=NOW)
+    assert isinstance(record, UserRemoved) and record.reason == "changed"
+
+
+def test_user_attributes_exclude_annotations() -> None:
+    items = [{"id": "u1", "@odata.type": USER, "displayName": "Ada", "onPremisesObjectIdentifier": "guid-1"}]
+
+    (record,) = normalise("users", items, full_round=False, observed_at=NOW)
+
+    assert isinstance(record, UserChanged)
+    assert record.attributes == {"displayName": "Ada", "onPremisesObjectIdentifier": "guid-1"}
+
+
+def test_expired_tokens_need_a_full_round_other_errors_do_not() -> None:
+    assert needs_full_round(APIError("gone", 410))
+    assert not needs_full_round(APIError("throttled", 429))
+    assert not needs_full_round(ValueError("x"))
