@@ -1,0 +1,56 @@
+"""Configuration loading: YAML, E2AD_… variables, secret files, and errors that name the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from e2ad.config import ConfigError, load_settings
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "e2ad.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_yaml_then_environment_then_secret_files(tmp_path: Path) -> None:
+    secret = tmp_path / "bind"
+    secret.write_text("hunter2\n")
+    config = write(tmp_path, "kafka:\n  bootstrap_servers: k1:9092\n  partitions: 8\nad:\n  url: ldaps://dc1:636\n")
+    settings = load_settings(
+        config,
+        environ={"E2AD_KAFKA__PARTITIONS": "12", "E2AD_AD__BIND_PASSWORD_FILE": str(secret), "OTHER": "x"},
+    )
+    assert settings.kafka.bootstrap_servers == "k1:9092"
+    assert settings.kafka.partitions == 12
+    assert settings.ad.bind_password is not None
+    assert settings.ad.bind_password.get_secret_value() == "hunter2"
+    assert "hunter2" not in repr(settings)  # secrets never reach logs
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "environ", "message"),
+    [
+        ("kafka:\n  partitions: zero\n", {}, "kafka.partitions: Input should be a valid integer"),
+        ("kafka:\n  bootstrap: x\n", {}, "kafka.bootstrap: Extra inputs are not permitted"),
+        ("", {"E2AD_AD__URL": "ldap://dc1"}, "ad: Value error, ad.url is plain ldap://"),
+        ("graph:\n  tenant_id: t\n", {}, "graph.client_id is required"),
+        ("webhook:\n  public_url: https://e2ad.example.com\n", {}, "webhook.client_state is required"),
+        ("", {"E2AD_WEBHOOK__CLIENT_STATE": "x" * 129}, "webhook.client_state: Value error, must be 1 to 128"),
+        ("- a list\n", {}, "must hold a mapping of sections"),
+        ("kafka: [\n", {}, "is not valid YAML"),
+    ],
+)
+def test_bad_configuration_names_the_field(tmp_path: Path, yaml_text: str, environ: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, yaml_text), environ=environ)
+    assert message in str(caught.value)
+
+
+def test_unreadable_files_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"cannot read configuration file .*missing\.yaml"):
+        load_settings(tmp_path / "missing.yaml", environ={})
+    with pytest.raises(ConfigError, match=r"ad\.bind_password_file: cannot read .*nope"):
+        load_settings(environ={"E2AD_AD__BIND_PASSWORD_FILE": str(tmp_path / "nope")})
