@@ -6,6 +6,7 @@ The check runs when the configuration is loaded (unknown function, arity, litera
 
 from __future__ import annotations
 
+import operator
 import random
 import re
 from collections.abc import Callable, Mapping
@@ -94,12 +95,12 @@ def _comparable(value: Value, other: Value) -> tuple[int, object]:
 
 
 _COMPARISONS: dict[str, Callable[[object, object], bool]] = {
-    "=": lambda a, b: a == b,
-    "<>": lambda a, b: a != b,
-    ">": lambda a, b: a > b,  # type: ignore[operator]
-    ">=": lambda a, b: a >= b,  # type: ignore[operator]
-    "<": lambda a, b: a < b,  # type: ignore[operator]
-    "<=": lambda a, b: a <= b,  # type: ignore[operator]
+    "=": operator.eq,
+    "<>": operator.ne,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
 }
 
 
