@@ -84,3 +84,10 @@ def describe_graph_error(exc: BaseException) -> str:
     if status is None and code is None:
         return f"{type(exc).__name__}: {exc}"
     return f"HTTP {status} {code or type(exc).__name__}: {message or 'no message'}"
+
+
+async def close_graph_client(client: GraphServiceClient) -> None:
+    """Close the client's connection pool; the SDK offers no public way to do so."""
+    http_client = getattr(client.request_adapter, "_http_client", None)
+    if http_client is not None:
+        await http_client.aclose()

@@ -1,0 +1,176 @@
+"""The Graph worker: owns every Graph read, on its own event loop and thread (design principle 1).
+
+Webhook notifications on graph.notifications are hints: a change notification brings the next
+delta round forward (debounced), reauthorizationRequired makes the keeper reauthorize first. A
+round also runs at start and every delta_interval_seconds. Hint offsets are committed only after
+the round they triggered succeeded, so a crash replays the hints rather than losing a round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+from azure.core.credentials_async import AsyncTokenCredential
+from pydantic import ValidationError
+
+from e2ad import kafka
+from ingest.delta import DeltaReader
+from ingest.graph_client import build_credential, build_graph_client, close_graph_client, describe_graph_error
+from ingest.subscriptions import SubscriptionKeeper
+from schemas import topics
+from schemas.config import Settings
+from schemas.notifications import LifecycleEventType, NotificationBatch
+
+log = logging.getLogger(__name__)
+
+CONSUMER_GROUP = "e2ad-graph-worker"
+POLL_SECONDS = 0.5  # how often the loop looks at the stop event while idle
+FAILURE_RETRY_SECONDS = 30.0  # a failed round is retried after this, or after the interval if shorter
+
+
+@dataclass
+class _Due:
+    """When the next delta round runs (loop time), and what it has to do first."""
+
+    at: float
+    reauthorize: set[str] = field(default_factory=set)  # subscription ids asking for reauthorization
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)  # hint offsets to commit after the round
+
+
+class GraphWorker:
+    def __init__(self, settings: Settings, *, credential: AsyncTokenCredential | None = None) -> None:
+        self._settings = settings
+        self._credential = credential  # tests inject one; otherwise built from settings.graph
+        self.completed_rounds = 0
+        self.failed_rounds = 0
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._loop_ready = threading.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume hints and run delta rounds until stop is set."""
+        graph = self._settings.graph
+        credential = self._credential or build_credential(graph)
+        client = build_graph_client(credential, graph)
+        keeper = None
+        if self._settings.webhook.public_url is not None:
+            keeper = SubscriptionKeeper(client, self._settings.webhook)
+        else:
+            log.info(
+                "webhook.public_url is not set: no Graph subscriptions, e2ad runs on delta rounds alone (every %.0f s)",
+                graph.delta_interval_seconds,
+            )
+        reader = DeltaReader(client, self._settings.kafka, page_size=graph.page_size)
+        hints = kafka.consumer(self._settings.kafka, topics.GRAPH_NOTIFICATIONS, group_id=CONSUMER_GROUP)
+        try:
+            await reader.start()
+            await hints.start()
+            await self._serve(stop, reader, keeper, hints)
+        finally:
+            await hints.stop()
+            await reader.stop()
+            await close_graph_client(client)
+            if self._credential is None:
+                await credential.close()
+
+    async def _serve(
+        self, stop: asyncio.Event, reader: DeltaReader, keeper: SubscriptionKeeper | None, hints: AIOKafkaConsumer
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        graph = self._settings.graph
+        due = _Due(at=loop.time())  # a round at start
+        while not stop.is_set():
+            wait = min(max(due.at - loop.time(), 0.0), POLL_SECONDS)
+            for partition, messages in (await hints.getmany(timeout_ms=int(wait * 1000))).items():
+                for message in messages:
+                    if self._take_hint(message.value, due):
+                        due.at = min(due.at, loop.time() + graph.hint_debounce_seconds)
+                    due.offsets[partition] = message.offset + 1
+            if loop.time() < due.at or stop.is_set():
+                continue
+            served = dict(due.offsets)
+            if await self._round(reader, keeper, due.reauthorize):
+                self.completed_rounds += 1
+                await self._commit(hints, served)
+                due = _Due(at=loop.time() + graph.delta_interval_seconds)
+            else:
+                self.failed_rounds += 1
+                due.at = loop.time() + min(FAILURE_RETRY_SECONDS, graph.delta_interval_seconds)
+
+    async def _commit(self, hints: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        if not offsets:
+            return
+        try:
+            await hints.commit(offsets)
+        except KafkaError as exc:
+            # Harmless: the hints are read again and only bring another round forward.
+            log.warning("committing graph.notifications offsets failed: %s", exc)
+
+    def _take_hint(self, value: bytes | None, due: _Due) -> bool:
+        """Note what a graph.notifications record asks for; True when it should bring a round forward."""
+        try:
+            batch = topics.decode(NotificationBatch, value or b"")
+        except ValidationError as exc:
+            log.warning("skipping an unreadable graph.notifications record: %s", exc)
+            return False
+        for notification in batch.notifications:
+            if notification.lifecycle_event == LifecycleEventType.reauthorization_required:
+                due.reauthorize.add(notification.subscription_id)
+        return bool(batch.notifications)
+
+    async def _round(self, reader: DeltaReader, keeper: SubscriptionKeeper | None, reauthorize: set[str]) -> bool:
+        """Keep subscriptions, then run a delta round; False (logged) when Graph or Kafka failed."""
+        if keeper is None:
+            reauthorize.clear()  # nothing to reauthorize without subscriptions of our own
+        else:
+            try:
+                for subscription_id in sorted(reauthorize):
+                    await keeper.reauthorize(subscription_id)
+                    reauthorize.discard(subscription_id)
+                await keeper.ensure()
+            except Exception as exc:
+                # Subscriptions only speed things up: the delta round still runs.
+                log.error("keeping Graph subscriptions failed: %s", describe_graph_error(exc))
+        try:
+            await reader.run_round()
+        except Exception as exc:
+            log.error("delta round failed, retrying later: %s", describe_graph_error(exc), exc_info=exc)
+            return False
+        # A pending reauthorization keeps its hint uncommitted, so a restart asks again.
+        return not reauthorize
+
+    # -- running on a thread of its own ------------------------------------------------------
+
+    def start_thread(self) -> None:
+        """Run the worker on a new event loop in a daemon thread."""
+        if self._thread is not None:
+            raise RuntimeError("GraphWorker thread already started")
+        self._thread = threading.Thread(target=asyncio.run, args=(self._thread_main(),), name="e2ad-graph-worker")
+        self._thread.daemon = True
+        self._thread.start()
+        self._loop_ready.wait()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ask the thread's loop to stop and wait for it."""
+        if self._thread is None or self._loop is None or self._stop is None:
+            return
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("graph worker did not stop within %.0f s", timeout)
+
+    async def _thread_main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self._loop_ready.set()
+        try:
+            await self.run(self._stop)
+        except Exception:
+            log.exception("graph worker stopped on an error")
+            raise

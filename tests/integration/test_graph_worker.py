@@ -1,0 +1,145 @@
+"""The Graph worker on its own thread: rounds at start, on hints (debounced) and after failures."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from aiokafka import TopicPartition
+
+from e2ad import kafka
+from e2ad.standin import GraphStandin, running_standin
+from ingest.graph_worker import CONSUMER_GROUP, GraphWorker
+from schemas import topics
+from schemas.changes import CHANGE_RECORD, GroupChanged
+from schemas.config import KafkaSettings, Settings, WebhookSettings
+from schemas.notifications import ChangeNotification, NotificationBatch, ResourceData
+from tests.fakes import FakeAsyncCredential, running_receiver
+from tests.integration.stages import publish
+
+
+@pytest.fixture
+async def standin() -> AsyncIterator[GraphStandin]:
+    async with running_standin() as standin:
+        yield standin
+
+
+def settings_for(standin: GraphStandin, kafka_settings: KafkaSettings, **graph: object) -> Settings:
+    options: dict[str, object] = {"delta_interval_seconds": 60, "hint_debounce_seconds": 0.2, **graph}
+    return Settings(kafka=kafka_settings, graph=standin.graph_settings(**options))
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.05)
+
+
+def hint(group_id: str, endpoint: str = "notifications", **fields: object) -> tuple[str, NotificationBatch]:
+    notification = ChangeNotification(
+        subscription_id="00000000-0000-0000-0000-0000000000aa",
+        change_type="updated",
+        resource=f"Groups/{group_id}",
+        resource_data=ResourceData(id=group_id),
+        **fields,
+    )
+    return group_id, NotificationBatch(
+        received_at=dt.datetime.now(dt.UTC), endpoint=endpoint, notifications=[notification]
+    )
+
+
+async def group_change(kafka_settings: KafkaSettings, group_id: str) -> GroupChanged:
+    latest = await kafka.read_latest(kafka_settings, topics.GRAPH_CHANGES)
+    record = topics.decode(CHANGE_RECORD, latest[group_id.encode()])
+    assert isinstance(record, GroupChanged)
+    return record
+
+
+async def committed_hints(kafka_settings: KafkaSettings) -> int | None:
+    consumer = kafka.consumer(kafka_settings, group_id=CONSUMER_GROUP)
+    await consumer.start()
+    try:
+        return await consumer.committed(TopicPartition(topics.GRAPH_NOTIFICATIONS, 0))
+    finally:
+        await consumer.stop()
+
+
+async def test_round_at_start_then_one_debounced_round_for_a_burst_of_hints(
+    standin: GraphStandin, kafka_settings: KafkaSettings
+) -> None:
+    group_id = standin.tenant.add_group("Sales").object_id
+    worker = GraphWorker(settings_for(standin, kafka_settings), credential=FakeAsyncCredential(standin.issue_token()))
+    worker.start_thread()
+    try:
+        await eventually(lambda: worker.completed_rounds == 1)
+        assert (await group_change(kafka_settings, group_id)).full_round
+
+        mutation = standin.tenant.update_group(group_id, displayName="Sales EMEA")
+        await publish(kafka_settings, topics.GRAPH_NOTIFICATIONS, [hint(group_id), hint(group_id)])
+        await eventually(lambda: worker.completed_rounds == 2)
+        latency = time.monotonic() - mutation.monotonic
+        await asyncio.sleep(0.5)  # no third round: both hints shared the debounced one
+        assert worker.completed_rounds == 2
+    finally:
+        await asyncio.to_thread(worker.stop)
+
+    record = await group_change(kafka_settings, group_id)
+    assert record.attributes["displayName"] == "Sales EMEA" and not record.full_round
+    assert len(standin.requests_to("/groups/delta")) == 2
+    assert latency < 5
+    assert await committed_hints(kafka_settings) == 2
+
+
+async def test_graph_failure_is_logged_and_retried_without_crashing(
+    standin: GraphStandin, kafka_settings: KafkaSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    group_id = standin.tenant.add_group("Later").object_id
+    settings = settings_for(standin, kafka_settings, delta_interval_seconds=0.3)
+    worker = GraphWorker(settings, credential=FakeAsyncCredential("not-issued-yet"))
+    caplog.set_level(logging.ERROR, logger="ingest.graph_worker")
+    worker.start_thread()
+    try:
+        await eventually(lambda: worker.failed_rounds >= 2)
+        standin.issued_tokens.add("not-issued-yet")  # the credential starts working
+        await eventually(lambda: worker.completed_rounds >= 1)
+    finally:
+        await asyncio.to_thread(worker.stop)
+
+    assert "HTTP 401 InvalidAuthenticationToken" in caplog.text
+    assert (await group_change(kafka_settings, group_id)).members_complete
+
+
+async def test_reauthorization_required_hint_reauthorizes_then_runs_a_round(
+    standin: GraphStandin, kafka_settings: KafkaSettings
+) -> None:
+    async with running_receiver() as receiver:
+        settings = settings_for(standin, kafka_settings).model_copy(
+            update={"webhook": WebhookSettings(public_url=receiver.url, client_state="worker-secret")}
+        )
+        worker = GraphWorker(settings, credential=FakeAsyncCredential(standin.issue_token()))
+        worker.start_thread()
+        try:
+            await eventually(lambda: worker.completed_rounds == 1)
+            subscriptions = {s["resource"]: s["id"] for s in standin.subscriptions.subscriptions.values()}
+            assert set(subscriptions) == {"/groups", "/users"}
+            groups_subscription = subscriptions["/groups"]
+            await standin.send_lifecycle(groups_subscription)
+            assert groups_subscription in standin.subscriptions.paused
+
+            lifecycle = ChangeNotification.model_validate(receiver.bodies[-1]["value"][0])
+            batch = NotificationBatch(
+                received_at=dt.datetime.now(dt.UTC), endpoint="lifecycle", notifications=[lifecycle]
+            )
+            await publish(kafka_settings, topics.GRAPH_NOTIFICATIONS, [(groups_subscription, batch)])
+            await eventually(lambda: worker.completed_rounds == 2)
+        finally:
+            await asyncio.to_thread(worker.stop)
+
+    assert groups_subscription not in standin.subscriptions.paused
+    reauthorizations = standin.requests_to(f"/subscriptions/{groups_subscription}/reauthorize")
+    assert len(reauthorizations) == 1
+    assert reauthorizations[0].at < standin.requests_to("/groups/delta")[-1].at  # before the round's reads
