@@ -17,7 +17,8 @@ from msgraph.generated.models.subscription import Subscription
 from msgraph.generated.models.user import User
 from msgraph_core import PageIterator
 
-from e2ad.standin import GraphStandin, running_standin
+from e2ad.standin import GraphStandin, SyncedUser, running_standin, seed_sample_tenant, trickle
+from ingest.delta import read_round
 from ingest.graph_client import build_credential, build_graph_client
 from tests.fakes import FakeAsyncCredential, running_receiver, standin_client
 
@@ -203,3 +204,26 @@ async def test_lifecycle_notification_pauses_deliveries_until_reauthorized(stand
     assert delivery.status == 202 and delivery.kind == "lifecycle"
     assert receiver.bodies[0]["value"][0]["lifecycleEvent"] == "reauthorizationRequired"
     assert [b["value"][0]["resourceData"]["id"] for b in receiver.bodies[1:]] == [user_id]
+
+
+async def test_sample_tenant_and_trickle_show_up_in_delta_rounds(standin: GraphStandin) -> None:
+    synced = [SyncedUser(f"user-{i}", f"0000000{i}-aaaa-bbbb-cccc-dddddddddddd", f"Synced {i}") for i in range(4)]
+    sample = seed_sample_tenant(standin.tenant, synced)
+    client = standin_client(standin)
+    users = await read_round(client, "users", None)
+    groups = await read_round(client, "groups", None)
+
+    guids = {u["id"]: u.get("onPremisesObjectIdentifier") for u in users.items}
+    assert all(guids[u.id] == u.object_guid for u in synced)
+    assert len(sample.cloud_users) == 3 and all(guids[u] is None for u in sample.cloud_users)
+    by_name = {g["displayName"]: g for g in groups.items}
+    assert by_name["All Staff"]["mailEnabled"] and by_name["Domain Admins (synced)"]["onPremisesSyncEnabled"]
+    assert {"id": sample.groups["Platform"], "@odata.type": "#microsoft.graph.group"} in by_name["Engineering"][
+        "members@delta"
+    ]
+
+    mutations = await trickle(standin.tenant, interval=0, changes=6, seed=1)
+    following = await read_round(client, "groups", groups.delta_link)
+
+    assert len(mutations) == 6
+    assert {m.object_id for m in mutations if m.resource == "groups"} <= {g["id"] for g in following.items}
