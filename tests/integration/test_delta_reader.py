@@ -12,7 +12,7 @@ from e2ad import kafka
 from e2ad.standin import GraphStandin, running_standin
 from ingest.delta import GROUP_SELECT, USER_SELECT, DeltaReader, normalise, read_round
 from schemas import topics
-from schemas.changes import CHANGE_RECORD, DeltaCursor, GroupChanged, GroupRemoved, UserChanged
+from schemas.changes import CHANGE_RECORD, DeltaCursor, GroupChanged, GroupRemoved, UserChanged, UserRemoved
 from schemas.config import KafkaSettings
 from tests.fakes import standin_client
 
@@ -200,3 +200,32 @@ async def test_failed_round_keeps_the_old_cursor(standin: GraphStandin, kafka_se
         assert reader.cursors == before
         saved = await kafka.read_latest(kafka_settings, topics.GRAPH_CURSORS)
         assert topics.decode(DeltaCursor, saved[b"users"]).delta_link == before["users"]
+
+
+async def test_user_soft_delete_and_restore_reach_users_and_group_memberships(standin: GraphStandin) -> None:
+    tenant = standin.tenant
+    group_id = tenant.add_group("Team").object_id
+    user_id = tenant.add_user("Temp").object_id
+    tenant.add_member(group_id, user_id)
+    client = standin_client(standin)
+    users, groups = await read_round(client, "users", None), await read_round(client, "groups", None)
+
+    tenant.soft_delete_user(user_id)
+    users, groups = (
+        await read_round(client, "users", users.delta_link),
+        await read_round(client, "groups", groups.delta_link),
+    )
+    (removed,) = normalise("users", users.items, full_round=False, observed_at=time_now())
+    (left,) = normalise("groups", groups.items, full_round=False, observed_at=time_now())
+    assert isinstance(removed, UserRemoved) and removed.reason == "changed"
+    assert isinstance(left, GroupChanged) and [m.id for m in left.members_removed] == [user_id]
+
+    tenant.restore_user(user_id)
+    users, groups = (
+        await read_round(client, "users", users.delta_link),
+        await read_round(client, "groups", groups.delta_link),
+    )
+    (back,) = normalise("users", users.items, full_round=False, observed_at=time_now())
+    (rejoined,) = normalise("groups", groups.items, full_round=False, observed_at=time_now())
+    assert isinstance(back, UserChanged) and back.attributes["displayName"] == "Temp"
+    assert isinstance(rejoined, GroupChanged) and [m.id for m in rejoined.members_added] == [user_id]
