@@ -17,7 +17,7 @@ from msgraph.generated.models.subscription import Subscription
 from msgraph.generated.models.user import User
 from msgraph_core import PageIterator
 
-from e2ad.standin import GraphStandin, SyncedUser, running_standin, seed_sample_tenant, trickle
+from e2ad.standin import GraphStandin, SyncedUser, running_standin, seed_demo_tenant, trickle
 from ingest.delta import read_round
 from ingest.graph_client import build_credential, build_graph_client
 from tests.fakes import FakeAsyncCredential, running_receiver, standin_client
@@ -208,7 +208,7 @@ async def test_lifecycle_notification_pauses_deliveries_until_reauthorized(stand
 
 async def test_sample_tenant_and_trickle_show_up_in_delta_rounds(standin: GraphStandin) -> None:
     synced = [SyncedUser(f"user-{i}", f"0000000{i}-aaaa-bbbb-cccc-dddddddddddd", f"Synced {i}") for i in range(4)]
-    sample = seed_sample_tenant(standin.tenant, synced)
+    sample = seed_demo_tenant(standin.tenant, synced)
     client = standin_client(standin)
     users = await read_round(client, "users", None)
     groups = await read_round(client, "groups", None)

@@ -1,4 +1,4 @@
-"""A small sample tenant for the demo (`e2ad up` without Graph credentials), and a trickle of changes.
+"""A small demo tenant for `e2ad up` (`e2ad up` without Graph credentials), and a trickle of changes.
 
 Synced users come from the caller (their onPremisesObjectIdentifier is a real AD objectGUID), so
 the groups e2ad writes into AD get real members; cloud-only users show that they are skipped.
@@ -32,13 +32,13 @@ class SyncedUser:
 
 
 @dataclass
-class SampleTenant:
+class DemoTenant:
     synced_users: list[str]
     cloud_users: list[str]
     groups: dict[str, str] = field(default_factory=dict)  # display name -> id
 
 
-def seed_sample_tenant(tenant: Tenant, synced_users: Iterable[SyncedUser], *, seed: int = 7) -> SampleTenant:
+def seed_demo_tenant(tenant: Tenant, synced_users: Iterable[SyncedUser], *, seed: int = 7) -> DemoTenant:
     """Users, security groups with mixed members, a nested group, one mail-enabled and one AD-synced group."""
     rng = random.Random(seed)
     synced = []
@@ -48,7 +48,7 @@ def seed_sample_tenant(tenant: Tenant, synced_users: Iterable[SyncedUser], *, se
             properties["userPrincipalName"] = user.user_principal_name
         synced.append(tenant.add_user(user.display_name, id=user.id, **properties).object_id)
     cloud = [tenant.add_user(name).object_id for name in CLOUD_ONLY_USERS]
-    sample = SampleTenant(synced, cloud)
+    sample = DemoTenant(synced, cloud)
     for name in SECURITY_GROUPS:
         group_id = tenant.add_group(name, description=f"{name} team (sample)").object_id
         sample.groups[name] = group_id
