@@ -1,4 +1,4 @@
-"""A small demo tenant for `e2ad up` (`e2ad up` without Graph credentials), and a trickle of changes.
+"""A small demo tenant for `e2ad up` without Graph credentials, and a trickle of changes.
 
 Synced users come from the caller (their onPremisesObjectIdentifier is a real AD objectGUID), so
 the groups e2ad writes into AD get real members; cloud-only users show that they are skipped.
