@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from processors.mapping import configuration_errors
 from schemas.config import Settings
 
 ENV_PREFIX = "E2AD_"
@@ -36,11 +37,16 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         data = _read_yaml(path)
     _overlay_environment(data, environ)
     _read_secret_files(data)
+    source = f" in {path}" if path else ""
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
-        source = f" in {path}" if path else ""
         raise ConfigError(f"invalid configuration{source}:\n" + describe_errors(exc)) from None
+    # Expressions are checked now, not at the first group they would fail on.
+    problems = configuration_errors(settings.mappings, settings.tokens)
+    if problems:
+        raise ConfigError(f"invalid configuration{source}:\n" + "\n".join(f"  {p}" for p in problems))
+    return settings
 
 
 def describe_errors(exc: ValidationError) -> str:

@@ -18,10 +18,12 @@ import faust
 from pydantic import ValidationError
 
 from e2ad.config import describe_errors
+from processors.mapping import GroupMapper
 from processors.provisioning import ProvisioningState
 from schemas import topics
 from schemas.changes import CHANGE_RECORD
 from schemas.config import Settings
+from schemas.desired import DesiredGroup
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,7 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
     )
     changes = app.topic(topics.GRAPH_CHANGES, key_type=bytes, value_type=bytes)
     desired = app.topic(topics.AD_DESIRED, key_type=bytes, value_type=bytes)
+    results = app.topic(topics.AD_RESULTS, key_type=bytes, value_type=bytes)
     dead_letter = app.topic(topics.AD_DEAD_LETTER, key_type=bytes, value_type=bytes)
 
     def table(name: str) -> faust.GlobalTable:
@@ -54,8 +57,9 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
             key_type=str,  # str keys and untyped values are stored as JSON
         )
 
+    mapper = GroupMapper(settings.mappings, settings.tokens, settings.provisioning.target_container)
     core = ProvisioningState(
-        settings.provisioning, users=table("users"), groups=table("groups"), parents=table("parents")
+        settings.provisioning, mapper, users=table("users"), groups=table("groups"), parents=table("parents")
     )
 
     @app.agent(changes)
@@ -69,8 +73,9 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
                 log.error("unusable record for object %s on %s:\n%s", key, topics.GRAPH_CHANGES, describe_errors(exc))
                 await dead_letter.send(key=event.key, value=event.value, headers={"e2ad-error": str(exc).encode()})
                 continue
-            for state in core.apply(record):
-                await desired.send(key=topics.key(state.group_id), value=topics.encode(state))
+            for decision in core.apply(record):
+                target = desired if isinstance(decision, DesiredGroup) else results
+                await target.send(key=topics.key(decision.group_id), value=topics.encode(decision))
 
     return app
 

@@ -19,30 +19,35 @@ import json
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
-from processors.mapping import group_attributes, group_create_only_attributes
+from processors.mapping import GroupMapper, MappingError
 from processors.scoping import security_clause
 from schemas.changes import ChangeRecord, GroupChanged, GroupRemoved, UserChanged, UserRemoved
 from schemas.config import ProvisioningSettings
 from schemas.desired import DesiredGroup, DesiredMember, SkippedMember, anchor_of
+from schemas.results import ProvisioningResult, ProvisioningStep
 
 State = MutableMapping[str, Any]
+# A desired state for ad.desired, or a failed mapping for the provisioning log (ad.results).
+Decision = DesiredGroup | ProvisioningResult
 
 
 class ProvisioningState:
     def __init__(
         self,
         settings: ProvisioningSettings,
+        mapper: GroupMapper,
         *,
         users: State,
         groups: State,
         parents: State,
     ) -> None:
         self.settings = settings
+        self.mapper = mapper
         self.users = users
         self.groups = groups
         self.parents = parents
 
-    def apply(self, record: ChangeRecord) -> list[DesiredGroup]:
+    def apply(self, record: ChangeRecord) -> list[Decision]:
         """Fold one change in; return the desired states that changed because of it."""
         match record:
             case UserChanged():
@@ -98,11 +103,14 @@ class ProvisioningState:
     def _in_scope(self, group: dict[str, Any]) -> bool:
         return group["removed"] is None and bool(group["attributes"]) and security_clause(group["attributes"]).in_scope
 
-    def _evaluate(self, group_id: str, observed_at: Any) -> DesiredGroup | None:
+    def _evaluate(self, group_id: str, observed_at: Any) -> Decision | None:
         group = self.groups.get(group_id)
         if group is None:
             return None
-        desired = self._desired(group_id, group)
+        try:
+            desired = self._desired(group_id, group)
+        except MappingError as exc:
+            return _mapping_failure(group_id, str(exc), observed_at)
         if desired is None:
             return None
         fingerprint = _fingerprint(desired)
@@ -114,14 +122,15 @@ class ProvisioningState:
     def _desired(self, group_id: str, group: dict[str, Any]) -> DesiredGroup | None:
         anchor = anchor_of(group_id)
         if self._in_scope(group):
+            mapped = self.mapper.map(group_id, group["attributes"])
             members, skipped = self._resolve_members(group["members"].items())
             return DesiredGroup(
                 group_id=group_id,
                 anchor=anchor,
                 state="present",
-                container=self.settings.target_container,
-                attributes=group_attributes(group_id, group["attributes"]),
-                create_only=group_create_only_attributes(group_id),
+                container=mapped.container,
+                attributes=mapped.attributes,
+                create_only=mapped.create_only,
                 members=members,
                 skipped_members=skipped,
             )
@@ -156,6 +165,21 @@ class ProvisioningState:
             else:
                 skipped.append(SkippedMember(id=member_id, reason=f"unsupported member type {member_type}"))
         return resolved, skipped
+
+
+def _mapping_failure(group_id: str, message: str, observed_at: Any) -> ProvisioningResult:
+    return ProvisioningResult(
+        group_id=group_id,
+        anchor=anchor_of(group_id),
+        action="skip",
+        status="failure",
+        steps=[
+            ProvisioningStep(name="scoping", status="success", description="in scope"),
+            ProvisioningStep(name="processing", status="failure", description=f"attribute mapping failed: {message}"),
+        ],
+        error_message=message,
+        source_changed_at=observed_at,
+    )
 
 
 def _new_group() -> dict[str, Any]:

@@ -109,5 +109,9 @@ class Settings(_Section):
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     ad: AdSettings = Field(default_factory=AdSettings)
     provisioning: ProvisioningSettings = Field(default_factory=ProvisioningSettings)
+    # Target AD attribute → Entra expression, over Cloud Sync's defaults (parentDistinguishedName
+    # maps the container, e.g. with Switch([displayName], …)); checked when the file is loaded.
+    mappings: dict[str, str] = Field(default_factory=dict)
+    tokens: dict[str, str] = Field(default_factory=dict)  # values of %Token% placeholders
     state_dir: Path | None = None  # local services' data; default ~/.local/state/e2ad
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -18,7 +18,7 @@ Status = Literal["success", "failure", "skipped", "warning"]
 
 
 class ProvisioningStep(BaseModel):
-    name: Literal["import", "scoping", "matching", "referenceResolution", "export"]
+    name: Literal["import", "scoping", "matching", "processing", "referenceResolution", "export"]
     status: Status
     description: str
 

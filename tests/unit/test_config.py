@@ -54,3 +54,17 @@ def test_unreadable_files_are_named(tmp_path: Path) -> None:
         load_settings(tmp_path / "missing.yaml", environ={})
     with pytest.raises(ConfigError, match=r"ad\.bind_password_file: cannot read .*nope"):
         load_settings(environ={"E2AD_AD__BIND_PASSWORD_FILE": str(tmp_path / "nope")})
+
+
+def test_mapping_expressions_are_checked_when_the_configuration_loads(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        "mappings:\n  description: Left([description]\n  info: Nope([displayName])\n"
+        "  adminDescription: '\"x\"'\n",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, environ={})
+    message = str(caught.value)
+    assert "mappings.adminDescription: fixed" in message
+    assert "mappings.description:" in message
+    assert "mappings.info:" in message and "Nope" in message

@@ -6,10 +6,12 @@ import datetime as dt
 
 import pytest
 
+from processors.mapping import GroupMapper
 from processors.provisioning import ProvisioningState
 from schemas.changes import GroupChanged, GroupRemoved, MemberRef, UserChanged, UserRemoved
 from schemas.config import ProvisioningSettings
 from schemas.desired import UNIVERSAL_SECURITY_GROUP
+from schemas.results import ProvisioningResult
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 GROUP = "0f6a3b5c-1111-4000-8000-a1b2c3d4e5f6"
@@ -18,9 +20,10 @@ CONTAINER = "OU=Groups,DC=e2ad,DC=test"
 SECURITY = {"securityEnabled": True, "mailEnabled": False, "onPremisesSyncEnabled": None, "groupTypes": []}
 
 
-def state(**settings: object) -> ProvisioningState:
+def state(mappings: dict[str, str] | None = None, **settings: object) -> ProvisioningState:
     return ProvisioningState(
         ProvisioningSettings(target_container=CONTAINER, **settings),  # type: ignore[arg-type]
+        GroupMapper(mappings or {}, {}, CONTAINER),
         users={},
         groups={},
         parents={},
@@ -166,3 +169,28 @@ def test_removal_of_a_never_provisioned_group_publishes_nothing() -> None:
     s = state()
     s.apply(group_changed(mailEnabled=True))
     assert s.apply(GroupRemoved(id=GROUP, observed_at=NOW, reason="deleted")) == []
+
+
+def test_configured_mappings_route_the_container_and_a_failing_one_is_logged_not_published() -> None:
+    s = state(
+        {
+            "parentDistinguishedName": 'Switch([displayName], "OU=Other,DC=e2ad,DC=test", '
+            '"Sales", "OU=Sales,DC=e2ad,DC=test")',
+            "description": 'IIF([displayName]="Broken", Error("no description for " & [displayName]), [description])',
+        }
+    )
+    [sales] = s.apply(group_changed())
+    assert sales.container == "OU=Sales,DC=e2ad,DC=test"
+    [failure] = s.apply(group_changed(displayName="Broken"))
+    assert isinstance(failure, ProvisioningResult)
+    assert (failure.status, failure.group_id) == ("failure", GROUP)
+    assert failure.error_message is not None and failure.error_message.startswith(
+        "description: no description for Broken"
+    )
+
+
+def test_a_mapping_set_without_container_or_with_a_fixed_attribute_is_refused() -> None:
+    with pytest.raises(ValueError, match="parentDistinguishedName: required"):
+        GroupMapper({}, {}, None)
+    with pytest.raises(ValueError, match="msDS-ExternalDirectoryObjectId: fixed"):
+        GroupMapper({"msDS-ExternalDirectoryObjectId": '"x"'}, {}, CONTAINER)
