@@ -19,7 +19,7 @@ from writers.errors import DirectoryUnavailable
 
 # A member modify of thousands of values takes about a second (samba-ad-dc.md §5); a DC that
 # does not answer within this is treated as gone, so the writer reconnects instead of hanging.
-OPERATION_TIMEOUT_SECONDS = 60.0
+OPERATION_TIMEOUT_SECONDS = 60  # ldap3 packs it into SO_RCVTIMEO: an int
 INVALID_CREDENTIALS = 49
 
 
@@ -47,6 +47,11 @@ def connect(settings: AdSettings) -> ldap3.Connection:
         client_strategy=ldap3.SAFE_SYNC,  # every call returns its own result: no shared last-result state
         auto_referrals=False,
         raise_exceptions=False,
+        # ldap3's automatic range retrieval drops the request's controls (the extended-DN one the
+        # member comparison needs), so directory.py retrieves member ranges itself; without empty
+        # attributes ldap3 also avoids its KeyError on explicit `member;range=` requests.
+        auto_range=False,
+        return_empty_attributes=False,
         receive_timeout=OPERATION_TIMEOUT_SECONDS,
     )
     try:

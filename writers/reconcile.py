@@ -73,15 +73,24 @@ class AttributeChange:
 
 @dataclass(frozen=True)
 class Relocation:
-    """One modify_dn: a rename (new RDN), a move (new parent), or both."""
+    """One modify_dn: a rename (new cn), a move (new parent), or both."""
 
     old_dn: str
-    new_rdn: str
+    new_cn: str | None  # None: keeps its name
     new_parent: str | None  # None: stays in its container
 
     @property
+    def new_rdn(self) -> str:
+        return dns.rdn("CN", self.new_cn) if self.new_cn is not None else dns.split(self.old_dn)[0]
+
+    @property
+    def parent(self) -> str:
+        """The container afterwards (the current one when only renamed)."""
+        return self.new_parent if self.new_parent is not None else dns.split(self.old_dn)[1]
+
+    @property
     def new_dn(self) -> str:
-        return f"{self.new_rdn},{self.new_parent if self.new_parent is not None else dns.split(self.old_dn)[1]}"
+        return f"{self.new_rdn},{self.parent}"
 
 
 @dataclass(frozen=True)
@@ -210,7 +219,7 @@ def _create(
 
 
 def _relocation(current: AdGroup, desired: DesiredGroup, container: str | None, base_dn: str) -> Relocation | None:
-    old_rdn, old_parent = dns.split(current.dn)
+    old_parent = dns.split(current.dn)[1]
     cn = _cn(desired)
     # Compared by value (AD's escaping of the old RDN may differ from ours), and exactly, not
     # case-folded: a case-only rename in Entra is a rename in AD too.
@@ -218,7 +227,7 @@ def _relocation(current: AdGroup, desired: DesiredGroup, container: str | None, 
     moved = container is not None and not dns.same(container, old_parent)
     if not (renamed or moved):
         return None
-    relocation = Relocation(current.dn, dns.rdn("CN", cn) if renamed else old_rdn, container if moved else None)
+    relocation = Relocation(current.dn, cn if renamed else None, container if moved else None)
     _check_placement(relocation.new_dn, base_dn)
     return relocation
 

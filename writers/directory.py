@@ -1,0 +1,359 @@
+"""LDAP reads and writes for one writer: find a group by its anchor, resolve nested anchors, apply a plan.
+
+Every LDAP outcome is translated into writers.errors: connection-level failures and busy or
+unavailable DCs become DirectoryUnavailable, anything AD rejects about one object becomes an
+ObjectError naming that object. Methods are blocking; the service runs them on the writer's
+own LDAP thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import ldap3
+from ldap3.core.exceptions import LDAPCommunicationError, LDAPException, LDAPResponseTimeoutError
+from ldap3.protocol.formatters.formatters import format_sid
+from ldap3.utils.conv import escape_filter_chars
+
+from schemas.config import AdSettings
+from writers import dn as dns
+from writers.connection import close, connect
+from writers.errors import DirectoryUnavailable, ForeignObjectError, ObjectError
+from writers.reconcile import ANCHOR_ATTRIBUTE, AdGroup, Plan
+
+log = logging.getLogger(__name__)
+
+EXTENDED_DN_CONTROL = ("1.2.840.113556.1.4.529", False, None)
+SUCCESS = 0
+TIME_LIMIT_EXCEEDED = 3
+NO_SUCH_OBJECT = 32
+BUSY = 51
+UNAVAILABLE = 52
+UNWILLING_TO_PERFORM = 53
+ENTRY_ALREADY_EXISTS = 68
+# The DC, not the object, is the problem: retry the same records after a reconnect.
+TRANSIENT_CODES = frozenset({TIME_LIMIT_EXCEEDED, BUSY, UNAVAILABLE})
+# What the writer reads of a group besides the attributes the desired state manages.
+GROUP_ATTRIBUTES = (
+    "cn", "description", "displayName", "adminDescription", "groupType", "sAMAccountName", "member",
+    "objectGUID", "objectSid", "isCriticalSystemObject", ANCHOR_ATTRIBUTE,
+)  # fmt: skip
+_BINARY = frozenset({"objectguid", "objectsid", "member"})
+_RANGE = re.compile(r"^member;range=(\d+)-(\d+|\*)$", re.IGNORECASE)
+_ANCHORS_PER_SEARCH = 100  # keeps the OR filter of a nested-group resolution small
+
+
+@dataclass
+class Applied:
+    """What an apply got done, kept even when a later step fails (for the provisioning log)."""
+
+    members_added: int = 0
+    members_removed: int = 0
+    done: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+class Directory:
+    """One writer's LDAP connection to AD, and everything it reads and writes there."""
+
+    def __init__(self, settings: AdSettings, connector: Callable[[AdSettings], ldap3.Connection] = connect) -> None:
+        if not settings.base_dn:
+            raise ValueError("ad.base_dn is required: the writer searches anchors and writes only below it")
+        self.settings = settings
+        self.base_dn: str = settings.base_dn
+        self._connector = connector
+        self._connection: ldap3.Connection | None = None
+
+    # -- connection ---------------------------------------------------------------------------
+    def open(self) -> None:
+        if self._connection is None:
+            self._connection = self._connector(self.settings)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            close(self._connection)
+            self._connection = None
+
+    def reconnect(self) -> None:
+        self.close()
+        self.open()
+
+    # -- reads --------------------------------------------------------------------------------
+    def find_group(self, anchor: str, managed: Iterable[str] = ()) -> AdGroup | None:
+        """The group carrying `anchor` below the base DN, with its managed attributes and members."""
+        attributes = sorted({*GROUP_ATTRIBUTES, *managed}, key=str.lower)
+        entries = self._search(
+            self.base_dn,
+            _anchor_filter([anchor]),
+            attributes,
+            ldap3.SUBTREE,
+            what=f"the group with anchor {anchor}",
+            extended_dn=True,
+        )
+        if len(entries) > 1:
+            dns_found = "; ".join(dns.strip_extended(e["dn"]) for e in entries)
+            raise ObjectError(f"the anchor {anchor} is on {len(entries)} objects ({dns_found}); none is touched")
+        return self._group(entries[0]) if entries else None
+
+    def resolve_groups(self, anchors: Iterable[str]) -> dict[str, uuid.UUID]:
+        """objectGUIDs of the groups carrying these anchors; anchors not (uniquely) in AD are left out."""
+        wanted = sorted(set(anchors))
+        found: dict[str, list[uuid.UUID]] = {}
+        for start in range(0, len(wanted), _ANCHORS_PER_SEARCH):
+            chunk = wanted[start : start + _ANCHORS_PER_SEARCH]
+            entries = self._search(
+                self.base_dn,
+                _anchor_filter(chunk),
+                ["objectGUID", ANCHOR_ATTRIBUTE],
+                ldap3.SUBTREE,
+                what="nested groups",
+            )
+            for entry in entries:
+                anchor = _single(entry["attributes"].get(ANCHOR_ATTRIBUTE))
+                found.setdefault(str(anchor).casefold(), []).append(_guid(entry))
+        resolved = {}
+        for anchor in wanted:
+            guids = found.get(anchor.casefold(), [])
+            if len(guids) == 1:
+                resolved[anchor] = guids[0]
+            elif guids:
+                log.warning("the anchor %s is on %d objects; the nested group is not resolved", anchor, len(guids))
+        return resolved
+
+    # -- writes -------------------------------------------------------------------------------
+    def apply(self, plan: Plan, current: AdGroup | None, applied: Applied) -> None:
+        """Carry out a plan. Raises ObjectError at the first step AD rejects; `applied` records the rest."""
+        if plan.action == "create":
+            assert plan.dn is not None
+            self._create(plan.dn, plan.create_attributes)
+            applied.done.append(f"created {plan.dn}")
+            target = plan.dn
+        else:
+            assert current is not None, "only a create has no AD object"
+            # Address the object by objectGUID: immune to renames, and no DN escaping involved.
+            target = f"<GUID={current.object_guid}>"
+            self._recheck_anchor(target, current)
+        if plan.action == "delete":
+            self._write("delete", current.dn, lambda c: c.delete(target))
+            applied.done.append(f"deleted {current.dn}")
+            return
+        if plan.relocation is not None:
+            relocation = plan.relocation
+            result = self._call(
+                "modify_dn",
+                relocation.old_dn,
+                # Always with the parent: Samba resolves a <GUID=…> DN's parent wrongly and answers 32 without it.
+                lambda c: c.modify_dn(target, relocation.new_rdn, new_superior=relocation.parent),
+            )
+            if result["result"] == ENTRY_ALREADY_EXISTS:
+                self._raise_conflict(relocation.new_dn, current.anchor if current else None, result)
+            _check(result, "rename/move", relocation.old_dn)
+            applied.done.append(f"moved {relocation.old_dn} to {relocation.new_dn}")
+        if plan.changes:
+            modification = {
+                change.name: [(ldap3.MODIFY_REPLACE, list(change.new)) if change.new else (ldap3.MODIFY_DELETE, [])]
+                for change in plan.changes
+            }
+            self._write("modify", plan.dn or target, lambda c: c.modify(target, modification))
+            applied.done.append("updated " + ", ".join(change.name for change in plan.changes))
+        for chunk in plan.members_to_add:
+            applied.members_added += self._change_members(target, plan.dn or target, ldap3.MODIFY_ADD, chunk, applied)
+        for chunk in plan.members_to_remove:
+            removed = self._change_members(target, plan.dn or target, ldap3.MODIFY_DELETE, chunk, applied)
+            applied.members_removed += removed
+
+    def _create(self, target: str, attributes: Mapping[str, Any]) -> None:
+        object_classes = attributes["objectClass"]
+        values = {name: value for name, value in attributes.items() if name != "objectClass"}
+        result = self._call("add", target, lambda c: c.add(target, object_classes, values))
+        if result["result"] == ENTRY_ALREADY_EXISTS:
+            self._raise_conflict(target, attributes.get(ANCHOR_ATTRIBUTE), result)
+        _check(result, "create", target)
+
+    def _raise_conflict(self, target: str, anchor: str | None, result: Mapping[str, Any]) -> None:
+        """entryAlreadyExists: name the object in the way when it is not ours; else report AD's reason."""
+        entries = self._search(target, "(objectClass=*)", [ANCHOR_ATTRIBUTE], ldap3.BASE, what=target)
+        if entries:
+            theirs = _single(entries[0]["attributes"].get(ANCHOR_ATTRIBUTE))
+            if theirs is None or str(theirs).casefold() != (anchor or "").casefold():
+                raise ForeignObjectError(
+                    f"{target} already exists without the anchor {anchor} (it has {theirs!r}); "
+                    "e2ad never overwrites it",
+                    code=ENTRY_ALREADY_EXISTS,
+                    dn=target,
+                )
+        # Nothing at the DN: another unique value collided, e.g. the sAMAccountName.
+        _check(result, "create or rename", target)
+
+    def _recheck_anchor(self, target: str, current: AdGroup) -> None:
+        """Right before writing: the object must still carry our anchor (someone may have taken it off)."""
+        entries = self._search(target, "(objectClass=*)", [ANCHOR_ATTRIBUTE], ldap3.BASE, what=current.dn)
+        if not entries:
+            raise ObjectError(
+                f"{current.dn} disappeared before it could be written", code=NO_SUCH_OBJECT, dn=current.dn
+            )
+        anchor = _single(entries[0]["attributes"].get(ANCHOR_ATTRIBUTE))
+        if anchor is None or str(anchor).casefold() != (current.anchor or "").casefold():
+            raise ObjectError(
+                f"{current.dn} no longer carries the anchor {current.anchor}; left untouched", dn=current.dn
+            )
+
+    def _change_members(self, target: str, name: str, operation: str, chunk: tuple[str, ...], applied: Applied) -> int:
+        """Add or remove one chunk of members; returns how many values changed.
+
+        AD rejects the whole modify when one value is already there (68 on add) or already gone
+        (53 on delete), and also when one added member does not exist (32). The chunk is then
+        retried value by value, so one stale value never fails the group.
+        """
+        adding = operation == ldap3.MODIFY_ADD
+        verb = "add members to" if adding else "remove members from"
+        result = self._call("modify", name, lambda c: c.modify(target, {"member": [(operation, list(chunk))]}))
+        code = result["result"]
+        if code == SUCCESS:
+            return len(chunk)
+        tolerated = ENTRY_ALREADY_EXISTS if adding else UNWILLING_TO_PERFORM
+        if code not in (tolerated, NO_SUCH_OBJECT) or (code == NO_SUCH_OBJECT and not adding):
+            _check(result, verb, name)
+        if code == NO_SUCH_OBJECT:
+            self._recheck_exists(target, name)
+        changed = 0
+        for value in chunk:
+            result = self._call("modify", name, lambda c, v=value: c.modify(target, {"member": [(operation, [v])]}))
+            if result["result"] == SUCCESS:
+                changed += 1
+            elif adding and result["result"] == NO_SUCH_OBJECT:
+                applied.warnings.append(f"member {value} does not exist in AD; not added to {name}")
+            elif result["result"] != tolerated:
+                _check(result, f"{verb} ({value})", name)
+        return changed
+
+    def _recheck_exists(self, target: str, name: str) -> None:
+        if not self._search(target, "(objectClass=*)", ["objectGUID"], ldap3.BASE, what=name):
+            raise ObjectError(f"{name} disappeared while its members were written", code=NO_SUCH_OBJECT, dn=name)
+
+    def _write(self, operation: str, name: str, call: Callable[[ldap3.Connection], Any]) -> None:
+        _check(self._call(operation, name, call), operation, name)
+
+    # -- plumbing -----------------------------------------------------------------------------
+    def _group(self, entry: Mapping[str, Any]) -> AdGroup:
+        group_dn = dns.strip_extended(entry["dn"])
+        attributes = dict(entry["attributes"])
+        member_values = list(attributes.get("member", []))
+        member_values += self._remaining_member_ranges(group_dn, entry, attributes)
+        members = frozenset(_member_guid(value, group_dn) for value in member_values)
+        raw_sid = entry["raw_attributes"].get("objectSid")
+        return AdGroup(
+            dn=group_dn,
+            object_guid=_guid(entry),
+            anchor=_single(attributes.get(ANCHOR_ATTRIBUTE)),
+            attributes={
+                name.lower(): tuple(str(v) for v in values)
+                for name, values in attributes.items()
+                if name.lower() not in _BINARY and not name.lower().startswith("member;")
+            },
+            members=members,
+            object_sid=format_sid(raw_sid[0]) if raw_sid else None,
+            critical_system_object="TRUE" in [str(v).upper() for v in attributes.get("isCriticalSystemObject", [])],
+        )
+
+    def _remaining_member_ranges(self, group_dn: str, entry: Mapping[str, Any], attributes: dict) -> list[str]:
+        """AD returns large member lists in ranges (member;range=0-1499); fetch the rest with the control kept."""
+        values: list[str] = []
+        target = f"<GUID={_guid(entry)}>"
+        ranged = next((name for name in attributes if _RANGE.match(name)), None)
+        while ranged is not None:
+            values += attributes.pop(ranged)
+            end = _RANGE.match(ranged).group(2)  # type: ignore[union-attr]
+            if end == "*":
+                break
+            entries = self._search(
+                target,
+                "(objectClass=*)",
+                [f"member;range={int(end) + 1}-*"],
+                ldap3.BASE,
+                what=group_dn,
+                extended_dn=True,
+            )
+            attributes = dict(entries[0]["attributes"]) if entries else {}
+            ranged = next((name for name in attributes if _RANGE.match(name)), None)
+        return values
+
+    def _search(
+        self,
+        base: str,
+        search_filter: str,
+        attributes: list[str],
+        scope: str,
+        *,
+        what: str,
+        extended_dn: bool = False,
+    ) -> list[dict[str, Any]]:
+        controls = [EXTENDED_DN_CONTROL] if extended_dn else None
+        result, response = self._call_search(
+            what, lambda c: c.search(base, search_filter, scope, attributes=attributes, controls=controls)
+        )
+        if result["result"] == NO_SUCH_OBJECT and scope == ldap3.BASE:
+            return []
+        _check(result, "read", what)
+        return [entry for entry in response or () if entry.get("type") == "searchResEntry"]
+
+    def _call(self, operation: str, name: str, call: Callable[[ldap3.Connection], Any]) -> Mapping[str, Any]:
+        return self._call_search(f"{operation} {name}", call)[0]
+
+    def _call_search(
+        self, what: str, call: Callable[[ldap3.Connection], Any]
+    ) -> tuple[Mapping[str, Any], list[dict[str, Any]] | None]:
+        self.open()
+        assert self._connection is not None
+        try:
+            _, result, response, _ = call(self._connection)
+        except (LDAPCommunicationError, LDAPResponseTimeoutError) as exc:
+            self.close()  # broken: the next call reconnects
+            raise DirectoryUnavailable(f"lost the DC at {self.settings.url} during {what}: {exc}") from exc
+        except LDAPException as exc:
+            raise ObjectError(f"ldap3 refused the request for {what}: {exc}") from exc
+        if result["result"] in TRANSIENT_CODES:
+            raise DirectoryUnavailable(f"the DC at {self.settings.url} answered {_describe(result)} to {what}")
+        return result, response
+
+
+def _check(result: Mapping[str, Any], operation: str, name: str) -> None:
+    if result["result"] != SUCCESS:
+        raise ObjectError(f"{operation} {name} failed: {_describe(result)}", code=result["result"], dn=name)
+
+
+def _describe(result: Mapping[str, Any]) -> str:
+    message = str(result.get("message") or "").strip()
+    return f"{result['result']} {result.get('description')}" + (f" ({message})" if message else "")
+
+
+def _anchor_filter(anchors: list[str]) -> str:
+    terms = "".join(f"({ANCHOR_ATTRIBUTE}={escape_filter_chars(anchor)})" for anchor in anchors)
+    return f"(&(objectClass=group)(|{terms}))"
+
+
+def _guid(entry: Mapping[str, Any]) -> uuid.UUID:
+    return uuid.UUID(bytes_le=entry["raw_attributes"]["objectGUID"][0])
+
+
+def _member_guid(value: str, group_dn: str) -> uuid.UUID:
+    """objectGUID of a member value read with the extended-DN control.
+
+    Samba (and AD without a control value) writes the GUID as the hex of its bytes_le; AD with
+    control value 1 writes the dashed string form.
+    """
+    text = dns.extended_guid(value)
+    if text is None:
+        raise ObjectError(f"member value {value!r} of {group_dn} has no <GUID=…> part", dn=group_dn)
+    return uuid.UUID(bytes_le=bytes.fromhex(text)) if len(text) == 32 else uuid.UUID(text)
+
+
+def _single(values: Any) -> Any:
+    if isinstance(values, list):
+        return values[0] if values else None
+    return values

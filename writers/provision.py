@@ -1,0 +1,130 @@
+"""Converge one desired group and describe the decision as a provisioning-log record.
+
+read by anchor (matching) → resolve nested groups (referenceResolution) → plan → apply (export).
+Per-object failures and refusals become failure results; DirectoryUnavailable propagates so
+the consumer loop can reconnect and retry the same record.
+"""
+
+from __future__ import annotations
+
+import time
+
+from schemas.desired import DesiredGroup
+from schemas.results import Action, ModifiedAttribute, ProvisioningResult, ProvisioningStep, Status
+from writers import dn as dns
+from writers.directory import Applied, Directory
+from writers.errors import ObjectError, Refused
+from writers.reconcile import AdGroup, Plan, Values, plan
+
+
+def provision(
+    directory: Directory, desired: DesiredGroup, *, default_container: str | None, writer: str | None
+) -> ProvisioningResult:
+    started = time.monotonic()
+    steps: list[ProvisioningStep] = []
+    current: AdGroup | None = None
+    decided: Plan | None = None
+    applied = Applied()
+
+    def result(action: Action, status: Status, **fields: object) -> ProvisioningResult:
+        return ProvisioningResult(
+            group_id=desired.group_id,
+            anchor=desired.anchor,
+            action=action,
+            status=status,
+            steps=steps,
+            members_added=applied.members_added,
+            members_removed=applied.members_removed,
+            warnings=[*(decided.warnings if decided else ()), *applied.warnings],
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+            writer=writer,
+            source_changed_at=desired.source_changed_at,
+            **fields,  # type: ignore[arg-type]
+        )
+
+    try:
+        current = directory.find_group(desired.anchor, desired.attributes)
+        steps.append(_matching(desired, current))
+        nested_anchors = [m.anchor for m in desired.members if m.type == "group" and m.anchor]
+        nested = directory.resolve_groups(nested_anchors) if nested_anchors and desired.state == "present" else {}
+        decided = plan(current, desired, nested, base_dn=directory.base_dn, default_container=default_container)
+        if nested_anchors and desired.state == "present":
+            steps.append(_reference_resolution(len(nested_anchors), decided))
+        if decided.writes:
+            directory.apply(decided, current, applied)
+    except (ObjectError, Refused) as exc:
+        action = decided.action if decided else _intended_action(desired, current)
+        steps.append(ProvisioningStep(name="export", status="failure", description=_export_summary(applied, exc)))
+        return result(
+            action,
+            "failure",
+            dn=getattr(exc, "dn", None) or (decided.dn if decided else current.dn if current else None),
+            error_code=getattr(exc, "code", None),
+            error_message=str(exc),
+        )
+
+    warned = bool(decided.warnings or applied.warnings)
+    if decided.writes:
+        status: Status = "warning" if warned else "success"
+        steps.append(ProvisioningStep(name="export", status=status, description=_export_summary(applied)))
+    else:
+        status = "warning" if warned else "skipped"
+        steps.append(ProvisioningStep(name="export", status="skipped", description="AD already matches"))
+    return result(decided.action, status, dn=decided.dn, modified=_modified(decided, current))
+
+
+def _intended_action(desired: DesiredGroup, current: AdGroup | None) -> Action:
+    if desired.state == "absent":
+        return "delete" if current else "skip"
+    return "update" if current else "create"
+
+
+def _matching(desired: DesiredGroup, current: AdGroup | None) -> ProvisioningStep:
+    found = f"found {current.dn} by {desired.anchor}" if current else f"no group in AD has {desired.anchor}"
+    return ProvisioningStep(name="matching", status="success", description=found)
+
+
+def _reference_resolution(wanted: int, decided: Plan) -> ProvisioningStep:
+    missing = [str(m.anchor) for m in decided.unresolved]
+    description = f"resolved {wanted - len(missing)} of {wanted} nested group(s)"
+    if missing:
+        description += f"; not in AD yet: {', '.join(missing)}"
+    return ProvisioningStep(
+        name="referenceResolution", status="warning" if missing else "success", description=description
+    )
+
+
+def _export_summary(applied: Applied, error: Exception | None = None) -> str:
+    parts = [*applied.done]
+    if applied.members_added or applied.members_removed:
+        parts.append(f"members +{applied.members_added} -{applied.members_removed}")
+    if error is not None:
+        parts.append(f"failed: {error}")
+    return "; ".join(parts) or "nothing to change"
+
+
+def _modified(decided: Plan, current: AdGroup | None) -> list[ModifiedAttribute]:
+    """Old → new values for the provisioning log; members are counted, not listed."""
+    if decided.action == "create":
+        return [
+            ModifiedAttribute(name=name, new=value)
+            for name, value in decided.create_attributes.items()
+            if name != "objectClass"
+        ]
+    modified = [ModifiedAttribute(name=c.name, old=_shown(c.old), new=_shown(c.new)) for c in decided.changes]
+    if decided.relocation is not None and current is not None:
+        relocation = decided.relocation
+        if relocation.new_cn is not None:
+            modified.append(ModifiedAttribute(name="cn", old=_shown(current.values("cn")), new=relocation.new_cn))
+        if relocation.new_parent is not None:
+            old_parent = dns.split(relocation.old_dn)[1]
+            modified.append(
+                ModifiedAttribute(name="parentDistinguishedName", old=old_parent, new=relocation.new_parent)
+            )
+    return modified
+
+
+def _shown(values: Values) -> str | list[str] | None:
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else list(values)
