@@ -1,0 +1,452 @@
+"""The AD writer end to end: DesiredGroup records on ad.desired → the real Samba DC → ad.results.
+
+Each test gets its own broker and OU; a WriterService runs in the background while the test
+publishes desired states and waits for their provisioning-log records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import socket
+import uuid
+from collections.abc import AsyncIterator
+
+import ldap3
+import pytest
+import pytest_asyncio
+from aiokafka import TopicPartition
+
+from e2ad import kafka
+from schemas import topics
+from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings
+from schemas.desired import UNIVERSAL_SECURITY_GROUP, DesiredGroup, DesiredMember, anchor_of
+from schemas.results import ProvisioningResult
+from writers.service import CONSUMER_GROUP, WriterService
+
+pytestmark = pytest.mark.integration
+
+ANCHOR = "msDS-ExternalDirectoryObjectId"
+READ = ["cn", "description", "displayName", "adminDescription", "groupType", "sAMAccountName", "member", ANCHOR]
+WAIT_SECONDS = 30
+
+
+class Harness:
+    """A running writer, a producer onto ad.desired and a reader of ad.results / ad.dead-letter."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.producer = kafka.producer(settings.kafka)
+        self.reader = kafka.consumer(settings.kafka, group_id=None)
+        self.service: WriterService | None = None
+        self.stop = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.results: list[ProvisioningResult] = []
+        self.dead_letters: list = []
+
+    async def __aenter__(self) -> Harness:
+        await self.producer.start()
+        await self.reader.start()
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in (topics.AD_RESULTS, topics.AD_DEAD_LETTER)
+            for p in range(self.settings.kafka.partitions)
+        ]
+        self.reader.assign(partitions)
+        await self.reader.seek_to_beginning(*partitions)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop_writer()
+        await self.reader.stop()
+        await self.producer.stop()
+
+    async def start_writer(self) -> None:
+        if self.service is None:
+            service = WriterService(self.settings, name="writer-under-test")
+            await service.start()
+            self.stop.clear()
+            self.service, self.task = service, asyncio.create_task(service.run(self.stop))
+
+    async def stop_writer(self) -> None:
+        if self.service is not None:
+            self.stop.set()
+            assert self.task is not None
+            await self.task
+            await self.service.stop()
+            self.service = None
+
+    async def publish(self, *states: DesiredGroup) -> None:
+        for state in states:
+            await self.producer.send_and_wait(topics.AD_DESIRED, topics.encode(state), key=topics.key(state.group_id))
+
+    async def converge(self, *states: DesiredGroup) -> list[ProvisioningResult]:
+        """Publish, make sure the writer runs, and return the next result of each distinct group."""
+        seen = len(self.results)
+        await self.publish(*states)
+        await self.start_writer()
+        wanted = {state.group_id for state in states}
+        return await self.wait_results(wanted, after=seen)
+
+    async def wait_results(self, group_ids: set[str], *, after: int, timeout: float = WAIT_SECONDS):
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            new = self.results[after:]
+            if group_ids <= {r.group_id for r in new}:
+                return sorted(new, key=lambda r: r.group_id)
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"no results for {group_ids - {r.group_id for r in new}}; got {new}")
+            await self.poll(0.2)
+
+    async def poll(self, seconds: float) -> None:
+        batches = await self.reader.getmany(timeout_ms=int(seconds * 1000))
+        for tp, records in sorted(batches.items()):
+            for record in records:
+                if tp.topic == topics.AD_RESULTS:
+                    self.results.append(topics.decode(ProvisioningResult, record.value))
+                else:
+                    self.dead_letters.append(record)
+
+
+@pytest_asyncio.fixture
+async def writer(kafka_settings: KafkaSettings, ad_settings: AdSettings, test_ou: str) -> AsyncIterator[Harness]:
+    settings = Settings(
+        kafka=kafka_settings, ad=ad_settings, provisioning=ProvisioningSettings(target_container=test_ou)
+    )
+    async with Harness(settings) as harness:
+        yield harness
+
+
+@pytest.fixture
+def users(ad_admin, test_ou: str) -> list[tuple[str, uuid.UUID]]:
+    """Four users in the test OU: (DN, objectGUID)."""
+    created = []
+    for i in range(4):
+        user_dn = f"CN=user{i},{test_ou}"
+        assert ad_admin.add(user_dn, "user", {"sAMAccountName": f"u{uuid.uuid4().hex[:14]}"}), ad_admin.result
+        created.append((user_dn, _guid(ad_admin, user_dn)))
+    return created
+
+
+def desired(
+    test_ou: str,
+    group_id: str | None = None,
+    *,
+    name: str = "Sales",
+    members: list[uuid.UUID] = (),  # type: ignore[assignment]
+    **overrides: object,
+) -> DesiredGroup:
+    group_id = group_id or str(uuid.uuid4())
+    fields: dict[str, object] = {
+        "group_id": group_id,
+        "anchor": anchor_of(group_id),
+        "state": "present",
+        "container": test_ou,
+        "attributes": {
+            "cn": f"{name}_{group_id[-12:]}",
+            "displayName": name,
+            "description": f"{name} team",
+            "adminDescription": anchor_of(group_id),
+            "groupType": UNIVERSAL_SECURITY_GROUP,
+        },
+        "create_only": {"sAMAccountName": f"g{group_id[-12:]}"},
+        "members": [DesiredMember(type="user", id=f"entra-{g}", object_guid=str(g)) for g in members],
+        "source_changed_at": dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC),
+    }
+    fields.update(overrides)
+    return DesiredGroup.model_validate(fields)
+
+
+def renamed(state: DesiredGroup, **attributes: object) -> DesiredGroup:
+    return state.model_copy(update={"attributes": {**state.attributes, **attributes}})
+
+
+def read_group(ad_admin, test_ou: str, anchor: str) -> dict | None:
+    ad_admin.search(test_ou, f"({ANCHOR}={anchor})", attributes=[*READ, "objectGUID", "uSNChanged"])
+    if not ad_admin.entries:
+        return None
+    assert len(ad_admin.entries) == 1
+    entry = ad_admin.response[0]
+    return {"dn": entry["dn"], **entry["attributes"]}
+
+
+def _guid(ad_admin, object_dn: str) -> uuid.UUID:
+    ad_admin.search(object_dn, "(objectClass=*)", ldap3.BASE, attributes=["objectGUID"])
+    return uuid.UUID(bytes_le=ad_admin.response[0]["raw_attributes"]["objectGUID"][0])
+
+
+def _member_dns(group: dict) -> set[str]:
+    return {m.lower() for m in group.get("member", [])}
+
+
+async def test_create_converges_every_attribute_and_exactly_the_members(
+    writer: Harness, ad_admin, test_ou: str, users
+) -> None:
+    state = desired(test_ou, members=[guid for _, guid in users[:3]])
+
+    [result] = await writer.converge(state)
+
+    group = read_group(ad_admin, test_ou, state.anchor)
+    assert group is not None
+    assert group["dn"] == f"CN=Sales_{state.group_id[-12:]},{test_ou}"
+    assert group["cn"] == [f"Sales_{state.group_id[-12:]}"]
+    assert group["description"] == ["Sales team"]
+    assert group["displayName"] == ["Sales"]
+    assert group[ANCHOR] == [state.anchor]
+    assert group["adminDescription"] == [state.anchor]
+    assert group["groupType"] == [str(UNIVERSAL_SECURITY_GROUP)]
+    assert group["sAMAccountName"] == [f"g{state.group_id[-12:]}"]
+    assert _member_dns(group) == {dn.lower() for dn, _ in users[:3]}
+
+    assert (result.action, result.status, result.dn) == ("create", "success", group["dn"])
+    assert (result.members_added, result.members_removed) == (3, 0)
+    assert [step.name for step in result.steps] == ["matching", "export"]
+    assert {m.name: m.new for m in result.modified}["description"] == "Sales team"
+    assert result.writer == "writer-under-test"
+    assert result.source_changed_at == state.source_changed_at
+    assert result.error_code is None and result.duration_ms > 0
+
+
+async def test_update_renames_in_place_changes_description_and_removes_a_member(
+    writer: Harness, ad_admin, test_ou: str, users
+) -> None:
+    state = desired(test_ou, members=[guid for _, guid in users[:3]])
+    await writer.converge(state)
+    guid_before = _guid(ad_admin, read_group(ad_admin, test_ou, state.anchor)["dn"])
+
+    update = renamed(state, cn="Sales EMEA", description="EMEA sales").model_copy(update={"members": state.members[:2]})
+    [result] = await writer.converge(update)
+
+    group = read_group(ad_admin, test_ou, state.anchor)
+    assert group["dn"] == f"CN=Sales EMEA,{test_ou}"
+    assert group["description"] == ["EMEA sales"]
+    assert _member_dns(group) == {dn.lower() for dn, _ in users[:2]}
+    assert _guid(ad_admin, group["dn"]) == guid_before
+    assert (result.action, result.status, result.members_removed) == ("update", "success", 1)
+    changes = {m.name: (m.old, m.new) for m in result.modified}
+    assert changes["description"] == ("Sales team", "EMEA sales")
+    assert changes["cn"] == (f"Sales_{state.group_id[-12:]}", "Sales EMEA")
+
+
+async def test_redelivered_identical_state_changes_nothing(writer: Harness, ad_admin, test_ou: str, users) -> None:
+    state = desired(test_ou, members=[guid for _, guid in users[:2]])
+    await writer.converge(state)
+    usn_before = read_group(ad_admin, test_ou, state.anchor)["uSNChanged"]
+
+    [result] = await writer.converge(state)
+
+    assert (result.action, result.status, result.modified) == ("skip", "skipped", [])
+    assert (result.members_added, result.members_removed) == (0, 0)
+    assert read_group(ad_admin, test_ou, state.anchor)["uSNChanged"] == usn_before
+
+
+async def test_manual_drift_is_repaired(writer: Harness, ad_admin, test_ou: str, users) -> None:
+    state = desired(test_ou, members=[guid for _, guid in users[:2]])
+    await writer.converge(state)
+    group_dn = read_group(ad_admin, test_ou, state.anchor)["dn"]
+    assert ad_admin.modify(
+        group_dn,
+        {"member": [(ldap3.MODIFY_ADD, [users[3][0]])], "description": [(ldap3.MODIFY_REPLACE, ["hand-edited"])]},
+    ), ad_admin.result
+
+    [result] = await writer.converge(state)
+
+    group = read_group(ad_admin, test_ou, state.anchor)
+    assert group["description"] == ["Sales team"]
+    assert _member_dns(group) == {dn.lower() for dn, _ in users[:2]}
+    assert (result.action, result.status, result.members_removed) == ("update", "success", 1)
+
+
+async def test_foreign_object_at_the_target_dn_is_never_overwritten(writer: Harness, ad_admin, test_ou: str) -> None:
+    state = desired(test_ou)
+    foreign = f"CN={state.attributes['cn']},{test_ou}"
+    assert ad_admin.add(foreign, "group", {"sAMAccountName": f"f{uuid.uuid4().hex[:12]}", "description": "theirs"})
+    ok = desired(test_ou, name="Other")
+
+    results = {r.group_id: r for r in await writer.converge(state, ok)}
+
+    failed = results[state.group_id]
+    assert (failed.action, failed.status, failed.error_code) == ("create", "failure", 68)
+    assert foreign in (failed.error_message or "") and failed.dn == foreign
+    ad_admin.search(foreign, "(objectClass=*)", ldap3.BASE, attributes=["description", ANCHOR])
+    assert ad_admin.response[0]["attributes"]["description"] == ["theirs"]
+    assert not ad_admin.response[0]["attributes"].get(ANCHOR)
+    # The failure is dead-lettered with its reason, and the next group of the batch still converged.
+    await writer.poll(0.5)
+    [letter] = writer.dead_letters
+    assert letter.key == state.group_id.encode() and topics.decode(DesiredGroup, letter.value) == state
+    assert foreign in dict(letter.headers)["e2ad-error"].decode()
+    assert results[ok.group_id].status == "success"
+
+
+async def test_absent_state_deletes_the_anchored_group_and_never_a_foreign_one(
+    writer: Harness, ad_admin, test_ou: str
+) -> None:
+    ours = desired(test_ou)
+    await writer.converge(ours)
+    ours_dn = read_group(ad_admin, test_ou, ours.anchor)["dn"]
+    # An object that looks like one of ours but lacks the anchor: the writer must not find it.
+    unanchored_id = str(uuid.uuid4())
+    unanchored = f"CN=Sales_{unanchored_id[-12:]},{test_ou}"
+    assert ad_admin.add(unanchored, "group", {"sAMAccountName": f"n{uuid.uuid4().hex[:12]}"})
+
+    absent = [ours.model_copy(update={"state": "absent"}), desired(test_ou, unanchored_id, state="absent")]
+
+    results = {r.group_id: r for r in await writer.converge(*absent)}
+    assert (results[ours.group_id].action, results[ours.group_id].status) == ("delete", "success")
+    assert results[ours.group_id].dn == ours_dn
+    assert read_group(ad_admin, test_ou, ours.anchor) is None
+    assert (results[unanchored_id].action, results[unanchored_id].status) == ("skip", "skipped")
+    assert ad_admin.search(unanchored, "(objectClass=*)", ldap3.BASE) and ad_admin.entries
+
+
+@pytest.mark.parametrize(
+    "name",
+    ['Sales, EMEA + "Partners"', "R&D \\ Lab; <x>=1", "#hash leading and trailing ", "Ünïcødé Grüppe ✓ 東京"],
+)
+async def test_names_that_need_escaping(writer: Harness, ad_admin, test_ou: str, name: str) -> None:
+    state = renamed(desired(test_ou), cn=name, displayName=name)
+
+    [created] = await writer.converge(state)
+    group = read_group(ad_admin, test_ou, state.anchor)
+    [again] = await writer.converge(state)  # no rename loop from escaping differences
+    [back] = await writer.converge(renamed(state, cn=f"{name} 2"))
+
+    assert created.status == "success" and group["cn"] == [name] and group["displayName"] == [name]
+    assert again.action == "skip"
+    assert (back.action, back.status) == ("update", "success")
+    assert read_group(ad_admin, test_ou, state.anchor)["cn"] == [f"{name} 2"]
+
+
+async def test_nested_group_is_added_once_it_exists(writer: Harness, ad_admin, test_ou: str) -> None:
+    inner = desired(test_ou, name="Inner")
+    outer = desired(test_ou, name="Outer").model_copy(
+        update={"members": [DesiredMember(type="group", id=inner.group_id, anchor=inner.anchor)]}
+    )
+
+    [first] = await writer.converge(outer)
+    assert (first.action, first.status) == ("create", "warning")
+    assert any(inner.anchor in warning for warning in first.warnings)
+    assert [s.status for s in first.steps if s.name == "referenceResolution"] == ["warning"]
+
+    await writer.converge(inner)
+    [second] = await writer.converge(outer)
+
+    assert (second.action, second.status, second.members_added) == ("update", "success", 1)
+    inner_dn = read_group(ad_admin, test_ou, inner.anchor)["dn"]
+    assert _member_dns(read_group(ad_admin, test_ou, outer.anchor)) == {inner_dn.lower()}
+
+
+async def test_a_member_missing_from_ad_does_not_fail_the_group(writer: Harness, ad_admin, test_ou: str, users) -> None:
+    ghost = uuid.uuid4()
+    state = desired(test_ou, members=[users[0][1], ghost, users[1][1]])
+
+    [result] = await writer.converge(state)
+
+    assert (result.status, result.members_added) == ("warning", 2)
+    assert any(str(ghost) in warning for warning in result.warnings)
+    assert _member_dns(read_group(ad_admin, test_ou, state.anchor)) == {users[0][0].lower(), users[1][0].lower()}
+
+
+async def test_ad_rejection_is_a_failure_result_and_protected_names_are_refused(writer: Harness, test_ou: str) -> None:
+    invalid = desired(test_ou, create_only={"sAMAccountName": "bad/name"})
+    protected = desired(test_ou, create_only={"sAMAccountName": "Domain Admins"})
+
+    results = {r.group_id: r for r in await writer.converge(invalid, protected)}
+
+    rejected = results[invalid.group_id]
+    assert (rejected.action, rejected.status, rejected.error_code) == ("create", "failure", 19)
+    assert rejected.dn and rejected.dn in (rejected.error_message or "")
+    assert "sAMAccountName" in (rejected.error_message or "")
+    assert results[protected.group_id].status == "failure"
+    assert "protected" in (results[protected.group_id].error_message or "")
+    await writer.poll(0.5)
+    assert {letter.key.decode() for letter in writer.dead_letters} == {invalid.group_id, protected.group_id}
+
+
+async def test_a_burst_of_states_collapses_to_the_latest(writer: Harness, ad_admin, test_ou: str) -> None:
+    first = desired(test_ou)
+    states = [renamed(first, description=f"v{i}") for i in range(5)]
+    await writer.publish(*states)  # before the writer starts: one batch
+
+    await writer.start_writer()
+    await writer.wait_results({first.group_id}, after=0)
+    await writer.poll(1.0)
+
+    assert [r.action for r in writer.results] == ["create"]
+    assert read_group(ad_admin, test_ou, first.anchor)["description"] == ["v4"]
+
+
+async def test_unreachable_dc_is_retried_and_nothing_is_committed_meanwhile(
+    kafka_settings: KafkaSettings, ad_settings: AdSettings, test_ou: str, ad_admin
+) -> None:
+    async with _Proxy(ad_settings.url) as proxy:
+        settings = Settings(
+            kafka=kafka_settings,
+            ad=ad_settings.model_copy(update={"url": f"ldaps://127.0.0.1:{proxy.port}"}),
+            provisioning=ProvisioningSettings(target_container=test_ou),
+        )
+        async with Harness(settings) as harness:
+            state = desired(test_ou)
+            await harness.publish(state)
+            await harness.start_writer()
+            await harness.poll(2.0)
+            assert harness.results == []
+            assert await _committed(kafka_settings) == 0
+
+            proxy.open = True
+            [result] = await harness.wait_results({state.group_id}, after=0)
+
+            assert result.status == "success"
+            assert read_group(ad_admin, test_ou, state.anchor) is not None
+            await harness.stop_writer()
+            assert await _committed(kafka_settings) == 1
+
+
+async def _committed(settings: KafkaSettings) -> int:
+    """Offsets the writers' group has committed on ad.desired, summed over partitions."""
+    reader = kafka.consumer(settings, group_id=CONSUMER_GROUP)
+    await reader.start()
+    try:
+        partitions = [TopicPartition(topics.AD_DESIRED, p) for p in range(settings.partitions)]
+        committed = [await reader.committed(tp) for tp in partitions]
+        return sum(offset or 0 for offset in committed)
+    finally:
+        await reader.stop()
+
+
+class _Proxy:
+    """A TCP proxy to the DC that refuses connections until `open` is set: a DC that is down."""
+
+    def __init__(self, url: str) -> None:
+        host_port = url.split("://", 1)[1]
+        self.target_host, _, port = host_port.partition(":")
+        self.target_port = int(port or 636)
+        self.open = False
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> _Proxy:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, family=socket.AF_INET)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.open:
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
