@@ -8,6 +8,7 @@ the consumer loop can reconnect and retry the same record.
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 from schemas.desired import DesiredGroup
 from schemas.results import Action, ModifiedAttribute, ProvisioningResult, ProvisioningStep, Status
@@ -15,6 +16,8 @@ from writers import dn as dns
 from writers.directory import Applied, Directory
 from writers.errors import ObjectError, Refused
 from writers.reconcile import AdGroup, Plan, Values, plan
+
+StepName = Literal["matching", "referenceResolution", "export"]
 
 
 def provision(
@@ -42,24 +45,27 @@ def provision(
             **fields,  # type: ignore[arg-type]
         )
 
+    stage: StepName = "matching"  # the step a failure is reported under
     try:
         current = directory.find_group(desired.anchor, desired.attributes)
         steps.append(_matching(desired, current))
+        stage = "referenceResolution"
         nested_anchors = [m.anchor for m in desired.members if m.type == "group" and m.anchor]
         nested = directory.resolve_groups(nested_anchors) if nested_anchors and desired.state == "present" else {}
+        stage = "export"
         decided = plan(current, desired, nested, base_dn=directory.base_dn, default_container=default_container)
         if nested_anchors and desired.state == "present":
             steps.append(_reference_resolution(len(nested_anchors), decided))
         if decided.writes:
             directory.apply(decided, current, applied)
     except (ObjectError, Refused) as exc:
-        action = decided.action if decided else _intended_action(desired, current)
-        steps.append(ProvisioningStep(name="export", status="failure", description=_export_summary(applied, exc)))
+        object_error = exc if isinstance(exc, ObjectError) else None
+        steps.append(ProvisioningStep(name=stage, status="failure", description=_export_summary(applied, exc)))
         return result(
-            action,
+            decided.action if decided else _intended_action(desired, current),
             "failure",
-            dn=getattr(exc, "dn", None) or (decided.dn if decided else current.dn if current else None),
-            error_code=getattr(exc, "code", None),
+            dn=_failed_dn(object_error, decided, current),
+            error_code=object_error.code if object_error else None,
             error_message=str(exc),
         )
 
@@ -71,6 +77,13 @@ def provision(
         status = "warning" if warned else "skipped"
         steps.append(ProvisioningStep(name="export", status="skipped", description="AD already matches"))
     return result(decided.action, status, dn=decided.dn, modified=_modified(decided, current))
+
+
+def _failed_dn(error: ObjectError | None, decided: Plan | None, current: AdGroup | None) -> str | None:
+    """The object the failure is about: the one AD named, else where the group is or was going."""
+    if error is not None and error.dn:
+        return error.dn
+    return decided.dn if decided else current.dn if current else None
 
 
 def _intended_action(desired: DesiredGroup, current: AdGroup | None) -> Action:

@@ -23,6 +23,8 @@ from schemas import topics
 from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings
 from schemas.desired import UNIVERSAL_SECURITY_GROUP, DesiredGroup, DesiredMember, anchor_of
 from schemas.results import ProvisioningResult
+from writers.directory import Applied, Directory
+from writers.reconcile import Plan, member_value
 from writers.service import CONSUMER_GROUP, WriterService
 
 pytestmark = pytest.mark.integration
@@ -229,6 +231,21 @@ async def test_update_renames_in_place_changes_description_and_removes_a_member(
     assert changes["cn"] == (f"Sales_{state.group_id[-12:]}", "Sales EMEA")
 
 
+async def test_container_change_moves_and_renames_in_one_step(writer: Harness, ad_admin, test_ou: str) -> None:
+    state = desired(test_ou)
+    await writer.converge(state)
+    guid_before = _guid(ad_admin, read_group(ad_admin, test_ou, state.anchor)["dn"])
+    elsewhere = f"OU=Elsewhere,{test_ou}"
+    assert ad_admin.add(elsewhere, "organizationalUnit"), ad_admin.result
+
+    [result] = await writer.converge(renamed(state, cn="Moved").model_copy(update={"container": elsewhere}))
+
+    assert (result.action, result.status, result.dn) == ("update", "success", f"CN=Moved,{elsewhere}")
+    assert read_group(ad_admin, test_ou, state.anchor)["dn"] == f"CN=Moved,{elsewhere}"
+    assert _guid(ad_admin, f"CN=Moved,{elsewhere}") == guid_before
+    assert {m.name: m.new for m in result.modified}["parentDistinguishedName"] == elsewhere
+
+
 async def test_redelivered_identical_state_changes_nothing(writer: Harness, ad_admin, test_ou: str, users) -> None:
     state = desired(test_ou, members=[guid for _, guid in users[:2]])
     await writer.converge(state)
@@ -299,6 +316,19 @@ async def test_absent_state_deletes_the_anchored_group_and_never_a_foreign_one(
     assert read_group(ad_admin, test_ou, ours.anchor) is None
     assert (results[unanchored_id].action, results[unanchored_id].status) == ("skip", "skipped")
     assert ad_admin.search(unanchored, "(objectClass=*)", ldap3.BASE) and ad_admin.entries
+
+
+async def test_an_anchor_on_two_objects_touches_neither(writer: Harness, ad_admin, test_ou: str) -> None:
+    state = desired(test_ou)
+    twins = [f"CN=twin{i},{test_ou}" for i in range(2)]
+    for twin in twins:
+        assert ad_admin.add(twin, "group", {"sAMAccountName": f"t{uuid.uuid4().hex[:12]}", ANCHOR: state.anchor})
+
+    [result] = await writer.converge(state.model_copy(update={"state": "absent"}))
+
+    assert result.status == "failure" and all(twin in (result.error_message or "") for twin in twins)
+    for twin in twins:
+        assert ad_admin.search(twin, "(objectClass=*)", ldap3.BASE) and ad_admin.entries
 
 
 @pytest.mark.parametrize(
@@ -450,3 +480,32 @@ class _Proxy:
             dst.close()
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+def test_member_chunks_rejected_for_one_value_are_retried_value_by_value(
+    ad_settings: AdSettings, ad_admin, test_ou: str, users
+) -> None:
+    """AD rejects a whole member modify for one value already there (68) or already gone (53)."""
+    anchor = anchor_of(str(uuid.uuid4()))
+    group_dn = f"CN=chunky,{test_ou}"
+    (u0, g0), (u1, g1), (u2, g2), (_, g3) = users
+    assert ad_admin.add(
+        group_dn, "group", {"sAMAccountName": f"c{uuid.uuid4().hex[:12]}", ANCHOR: anchor, "member": [u0, u2]}
+    )
+    directory = Directory(ad_settings)
+    try:
+        current = directory.find_group(anchor)
+        assert current is not None and current.members == {g0, g2}
+        stale = Plan(
+            "update",
+            group_dn,
+            members_to_add=((member_value(g0), member_value(g1)),),  # g0 is already a member
+            members_to_remove=((member_value(g2), member_value(g3)),),  # g3 never was
+        )
+        applied = Applied()
+        directory.apply(stale, current, applied)
+    finally:
+        directory.close()
+
+    assert (applied.members_added, applied.members_removed) == (1, 1)
+    assert _member_dns(read_group(ad_admin, test_ou, anchor)) == {u0.lower(), u1.lower()}
