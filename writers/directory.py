@@ -147,7 +147,7 @@ class Directory:
             result = self._call(
                 "modify_dn",
                 relocation.old_dn,
-                # Always with the parent: Samba resolves a <GUID=…> DN's parent wrongly and answers 32 without it.
+                # Always with the parent: Samba answers 32 to a <GUID=…> modify_dn without new_superior (measured).
                 lambda c: c.modify_dn(target, relocation.new_rdn, new_superior=relocation.parent),
             )
             if result["result"] == ENTRY_ALREADY_EXISTS:
