@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import click
 
+from e2ad.cli_expr import expr
 from e2ad.config import ConfigError, load_settings
 from e2ad.logs import configure_logging
 from e2ad.services import LocalServices, ServiceError
@@ -98,3 +101,60 @@ def process(ctx: Context) -> None:
     datadir = (settings.state_dir or ctx.services().state_dir) / "processors"
     sys.argv = [sys.argv[0]]  # faust's worker parses the command line itself
     run_processors(settings, datadir)
+
+
+@main.command()
+@pass_context
+def up(ctx: Context) -> None:
+    """Everything on embedded defaults: local broker, local AD DC, all stages; Ctrl-C stops it all.
+
+    Without Graph credentials in the configuration, a simulated tenant feeds the pipeline.
+    """
+    from e2ad.embedded import run_up
+
+    settings = ctx.settings()
+    configure_logging(settings.log_level, "up")
+    try:
+        _run_until_signalled(lambda stop: run_up(settings, stop))
+    except (ServiceError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@pass_context
+def ingest(ctx: Context) -> None:
+    """Run the webhook and the graph worker (subscriptions, delta rounds) against the configured tenant."""
+    from ingest.service import run_ingest
+
+    settings = ctx.settings()
+    if not settings.graph.configured:
+        raise click.ClickException("graph.tenant_id is not set: ingest needs a tenant (or use `e2ad up`)")
+    configure_logging(settings.log_level, "ingest")
+    _run_until_signalled(lambda stop: run_ingest(settings, stop))
+
+
+@main.command()
+@pass_context
+def write(ctx: Context) -> None:
+    """Run one AD writer; several share ad.desired's partitions."""
+    from writers.service import run_writer
+
+    settings = ctx.settings()
+    configure_logging(settings.log_level, "write")
+    _run_until_signalled(lambda stop: run_writer(settings, stop))
+
+
+main.add_command(expr)
+
+
+def _run_until_signalled(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run a stage until SIGINT or SIGTERM, then let it stop cleanly."""
+
+    async def supervise() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run(stop)
+
+    asyncio.run(supervise())

@@ -14,7 +14,7 @@ import logging
 
 from aiohttp import web
 from aiokafka.errors import KafkaError
-from prometheus_client import Counter, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from pydantic import ValidationError
 
 from e2ad import kafka
@@ -72,6 +72,7 @@ def build_app(webhook: WebhookSettings, sink: NotificationSink) -> web.Applicati
     for endpoint, path in (("notifications", NOTIFICATIONS_PATH), ("lifecycle", LIFECYCLE_PATH)):
         app.router.add_post(path, _handler(endpoint, expected, webhook.max_body_bytes, sink))
     app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/metrics", _metrics)
 
     async def close_sink(_: web.Application) -> None:
         await sink.close()
@@ -138,3 +139,9 @@ def _problem(status: int, reason: str) -> web.Response:
 
 async def _healthz(_: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
+
+
+async def _metrics(_: web.Request) -> web.Response:
+    response = web.Response(body=generate_latest())
+    response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    return response

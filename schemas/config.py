@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -113,5 +114,17 @@ class Settings(_Section):
     # maps the container, e.g. with Switch([displayName], …)); checked when the file is loaded.
     mappings: dict[str, str] = Field(default_factory=dict)
     tokens: dict[str, str] = Field(default_factory=dict)  # values of %Token% placeholders
+
+    @field_validator("mappings", "tokens", mode="before")
+    @classmethod
+    def _json_from_environment(cls, value: object) -> object:
+        # From E2AD_MAPPINGS / E2AD_TOKENS as a JSON object: attribute names keep their case.
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError as exc:
+                raise ValueError(f"expected a JSON object: {exc}") from None
+        return value
+
     state_dir: Path | None = None  # local services' data; default ~/.local/state/e2ad
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -1,0 +1,117 @@
+"""Run the stages as child processes of one command: `e2ad up`, and the end-to-end tests.
+
+Each stage is the same `e2ad <stage>` an operator would start by hand, configured through
+E2AD_… variables derived from one Settings object, so what runs here is what runs deployed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, SecretStr
+
+from schemas.config import Settings
+
+log = logging.getLogger(__name__)
+
+STAGES = ("ingest", "process", "write")
+STOP_TIMEOUT_SECONDS = 20.0
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """The E2AD_… variables that reproduce these settings in a child process (secrets included)."""
+    env: dict[str, str] = {}
+    _flatten(settings, "E2AD_", env)
+    return env
+
+
+def _flatten(model: BaseModel, prefix: str, env: dict[str, str]) -> None:
+    for name in type(model).model_fields:
+        value: Any = getattr(model, name)
+        key = f"{prefix}{name.upper()}"
+        if isinstance(value, BaseModel):
+            _flatten(value, key + "__", env)
+        elif isinstance(value, dict):
+            if value:
+                env[key] = json.dumps(value)
+        elif value is not None:
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[key] = str(value).lower() if isinstance(value, bool) else str(value)
+
+
+class Pipeline:
+    """The stages as child processes; their output goes to log files, or prefixed to ours."""
+
+    def __init__(self, settings: Settings, *, stages: Iterable[str] = STAGES, log_dir: Path | None = None) -> None:
+        self.settings = settings
+        self.stages = tuple(stages)
+        self.log_dir = log_dir
+        self.processes: dict[str, asyncio.subprocess.Process] = {}
+        self._pumps: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> Pipeline:
+        env = {**os.environ, **settings_environment(self.settings)}
+        for stage in self.stages:
+            await self.start(stage, env)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self, stage: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+        env = env or {**os.environ, **settings_environment(self.settings)}
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            output = (self.log_dir / f"{stage}.log").open("ab")
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "e2ad", stage, env=env, stdout=output, stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+            output.close()
+        else:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "e2ad", stage, env=env, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+            self._pumps.append(asyncio.create_task(_pump(stage, process)))
+        self.processes[stage] = process
+        log.info("started %s (pid %s)", stage, process.pid)
+        return process
+
+    def exited(self) -> dict[str, int]:
+        """Stages that ended on their own, with their exit codes."""
+        return {s: p.returncode for s, p in self.processes.items() if p.returncode is not None}
+
+    async def stop(self) -> None:
+        for process in self.processes.values():
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGTERM)
+        for stage, process in self.processes.items():
+            try:
+                await asyncio.wait_for(process.wait(), STOP_TIMEOUT_SECONDS)
+            except TimeoutError:
+                log.warning("%s did not stop within %.0f s; killing it", stage, STOP_TIMEOUT_SECONDS)
+                process.kill()
+                await process.wait()
+        for pump in self._pumps:
+            await pump
+        self.processes.clear()
+        self._pumps.clear()
+
+
+async def _pump(stage: str, process: asyncio.subprocess.Process) -> None:
+    assert process.stdout is not None
+    async for line in process.stdout:
+        sys.stdout.write(f"{stage:<8}| {line.decode(errors='replace')}")
+        sys.stdout.flush()

@@ -1,0 +1,183 @@
+"""End to end on real parts: Graph stand-in → webhook → Kafka → faust → writer → Samba AD DC.
+
+The stages run as the same `e2ad ingest|process|write` processes an operator starts. The delta
+timer is set far beyond the test's length, so every change reaches AD because of a change
+notification; the test prints the seconds from the stand-in's change to the change in AD.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from e2ad.pipeline import Pipeline
+from e2ad.standin import GraphStandin, Mutation, running_standin
+from schemas import topics
+from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings, WebhookSettings
+from schemas.desired import UNIVERSAL_SECURITY_GROUP
+from schemas.results import ProvisioningResult
+from tests.integration.stages import TopicWatcher
+
+CLIENT_STATE = "e2e-client-state-" + uuid.uuid4().hex
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def create_ad_user(ad_admin: Any, ou: str, name: str) -> tuple[str, str]:
+    """A user as AD Connect would have synced it: its objectGUID is Entra's onPremisesObjectIdentifier."""
+    dn = f"CN={name},{ou}"
+    assert ad_admin.add(dn, "user", {"sAMAccountName": name[:20]}), ad_admin.result
+    ad_admin.search(dn, "(objectClass=user)", search_scope="BASE", attributes=["objectGUID"])
+    return dn, str(uuid.UUID(bytes_le=ad_admin.entries[0].objectGUID.raw_values[0]))
+
+
+def read_group(ad_admin: Any, base: str, anchor: str) -> dict[str, Any] | None:
+    ad_admin.search(
+        base,
+        f"(msDS-ExternalDirectoryObjectId={anchor})",
+        attributes=["cn", "description", "displayName", "groupType", "adminDescription", "member", "sAMAccountName"],
+    )
+    if not ad_admin.entries:
+        return None
+    entry = ad_admin.entries[0]
+    return {"dn": entry.entry_dn, **{k: entry[k].values for k in entry.entry_attributes}}
+
+
+async def until(condition: Callable[[], Any], what: str, timeout: float = 45.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def report(what: str, mutation: Mutation) -> None:
+    print(f"\nend-to-end: {what} reached AD {time.monotonic() - mutation.monotonic:.2f} s after the change")
+
+
+@pytest.mark.integration
+async def test_graph_changes_reach_ad_through_kafka(
+    kafka_settings: KafkaSettings, ad_settings: AdSettings, test_ou: str, ad_admin: Any, tmp_path: Path
+) -> None:
+    synced = dict(create_ad_user(ad_admin, test_ou, f"e2e-u{i}-{uuid.uuid4().hex[:6]}") for i in range(3))
+
+    async with running_standin() as standin:
+        tenant = standin.tenant
+        user_ids = [
+            tenant.add_user(dn, onPremisesObjectIdentifier=guid, onPremisesSyncEnabled=True).object_id
+            for dn, guid in synced.items()
+        ]
+        cloud_only = tenant.add_user("cloud-only").object_id
+        webhook_port = free_port()
+        settings = Settings(
+            kafka=kafka_settings,
+            graph=standin.graph_settings(delta_interval_seconds=600, hint_debounce_seconds=0.1),
+            webhook=WebhookSettings(
+                listen_port=webhook_port, public_url=f"http://127.0.0.1:{webhook_port}", client_state=CLIENT_STATE
+            ),
+            ad=ad_settings,
+            provisioning=ProvisioningSettings(target_container=test_ou),
+            state_dir=tmp_path / "state",
+        )
+        async with (
+            Pipeline(settings, log_dir=tmp_path / "logs") as pipeline,
+            TopicWatcher(kafka_settings, topics.AD_RESULTS, ProvisioningResult.model_validate_json) as results,
+        ):
+            await until(lambda: len(standin.subscriptions.subscriptions) == 2, "the groups and users subscriptions", 60)
+            try:
+                await _scenario(standin, pipeline, ad_admin, test_ou, synced, user_ids, cloud_only, webhook_port)
+            finally:
+                with contextlib.suppress(TimeoutError):
+                    await results.wait_for(lambda r: False, timeout=0.5)  # collect what has arrived
+                for result in results.seen:
+                    print("provisioning log:", result.model_dump_json(exclude_none=True))
+
+
+async def _scenario(
+    standin: GraphStandin,
+    pipeline: Pipeline,
+    ad_admin: Any,
+    ou: str,
+    synced: dict[str, str],
+    user_ids: list[str],
+    cloud_only: str,
+    webhook_port: int,
+) -> None:
+    tenant = standin.tenant
+    mail_enabled = tenant.add_group("Newsletter", securityEnabled=True, mailEnabled=True).object_id
+    from_ad = tenant.add_group("Synced from AD", securityEnabled=True, mailEnabled=False, onPremisesSyncEnabled=True)
+    created = tenant.add_group("Engineering", description="All engineers", securityEnabled=True, mailEnabled=False)
+    group_id = created.object_id
+    for member in [*user_ids, cloud_only]:
+        last = tenant.add_member(group_id, member)
+    anchor = f"Group_{group_id}"
+
+    group = await until(lambda: (g := read_group(ad_admin, ou, anchor)) and len(g["member"]) == 3 and g, "create")
+    report("create with 3 members", last)
+    assert group["dn"] == f"CN=Engineering_{group_id[24:]},{ou}"
+    assert group["description"] == ["All engineers"]
+    assert group["displayName"] == ["Engineering"]
+    assert group["adminDescription"] == [anchor]
+    assert group["groupType"] == [str(UNIVERSAL_SECURITY_GROUP)]  # no schema loaded: values are text
+    assert sorted(group["member"]) == sorted(synced)  # the cloud-only user is skipped
+
+    renamed = tenant.update_group(group_id, displayName="Platform Engineering", description="Builds the platform")
+    group = await until(
+        lambda: (g := read_group(ad_admin, ou, anchor)) and g["description"] == ["Builds the platform"] and g,
+        "rename",
+    )
+    report("rename and description change", renamed)
+    assert group["dn"] == f"CN=Platform Engineering_{group_id[24:]},{ou}"
+    assert group["displayName"] == ["Platform Engineering"]
+
+    removed = tenant.remove_member(group_id, user_ids[0])
+    group = await until(lambda: (g := read_group(ad_admin, ou, anchor)) and len(g["member"]) == 2 and g, "removal")
+    report("member removal", removed)
+
+    # A forged notification is answered 202 and changes nothing: no delta round is triggered.
+    delta_requests = len(standin.requests_to("/delta"))
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"http://127.0.0.1:{webhook_port}/graph/notifications",
+            json={"value": [_notification(group_id, tenant.tenant_id, "not-the-secret")]},
+        ) as response,
+    ):
+        assert response.status == 202
+    await asyncio.sleep(2)
+    assert len(standin.requests_to("/delta")) == delta_requests
+
+    deleted = tenant.hard_delete_group(group_id)
+    await until(lambda: read_group(ad_admin, ou, anchor) is None, "permanent delete")
+    report("permanent delete", deleted)
+
+    assert read_group(ad_admin, ou, f"Group_{mail_enabled}") is None
+    assert read_group(ad_admin, ou, f"Group_{from_ad.object_id}") is None
+    assert pipeline.exited() == {}, "a stage died; see its log"
+
+
+def _notification(group_id: str, tenant_id: str, client_state: str) -> dict[str, Any]:
+    return {
+        "subscriptionId": str(uuid.uuid4()),
+        "subscriptionExpirationDateTime": "2026-12-24T17:42:30.1669210Z",
+        "clientState": client_state,
+        "changeType": "updated",
+        "resource": f"Groups/{group_id}",
+        "tenantId": tenant_id,
+        "resourceData": {"@odata.type": "#Microsoft.Graph.Group", "@odata.id": f"Groups/{group_id}", "id": group_id},
+    }

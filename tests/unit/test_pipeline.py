@@ -1,0 +1,22 @@
+"""A stage started by `e2ad up` or the tests sees exactly the settings of its parent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from e2ad.config import load_settings
+from e2ad.pipeline import settings_environment
+from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings, WebhookSettings
+
+
+def test_settings_survive_the_trip_through_the_environment(tmp_path: Path) -> None:
+    settings = Settings(
+        kafka=KafkaSettings(bootstrap_servers="127.0.0.1:1234,127.0.0.1:1235", partitions=6),
+        webhook=WebhookSettings(public_url="https://e2ad.example.com", client_state="s3cret", listen_port=0),
+        ad=AdSettings(url="ldap://dc1", start_tls=True, bind_dn="CN=svc", bind_password="pw", ca_file=tmp_path),
+        provisioning=ProvisioningSettings(target_container="OU=Groups,DC=e2ad,DC=test"),
+        mappings={"parentDistinguishedName": 'Switch([displayName], "OU=A", "B", "OU=B")'},
+        tokens={"DomainFQDN": "e2ad.test"},
+        state_dir=tmp_path,
+    )
+    assert load_settings(environ=settings_environment(settings)) == settings
