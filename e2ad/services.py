@@ -87,6 +87,12 @@ class LocalServices:
         self.stop_kafka()
         self.stop_dc()
 
+    def reset(self) -> None:
+        """Stop both and throw their data away: the next `up` starts empty (the DC from its template)."""
+        self.stop_kafka()
+        subprocess.run(["rm", "-rf", "--", str(self.kafka_dir)], check=True)
+        self.reset_dc()
+
     def status(self) -> dict[str, str]:
         kafka = self._kafka_record()
         return {
