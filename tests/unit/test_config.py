@@ -59,8 +59,7 @@ def test_unreadable_files_are_named(tmp_path: Path) -> None:
 def test_mapping_expressions_are_checked_when_the_configuration_loads(tmp_path: Path) -> None:
     config = write(
         tmp_path,
-        "mappings:\n  description: Left([description]\n  info: Nope([displayName])\n"
-        "  adminDescription: '\"x\"'\n",
+        "mappings:\n  description: Left([description]\n  info: Nope([displayName])\n  adminDescription: '\"x\"'\n",
     )
     with pytest.raises(ConfigError) as caught:
         load_settings(config, environ={})
