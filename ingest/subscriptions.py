@@ -82,10 +82,7 @@ class SubscriptionKeeper:
         try:
             await self._client.subscriptions.by_subscription_id(kept.id).reauthorize.post()
         except APIError as exc:
-            if exc.response_status_code != 404:
-                raise
-            log.warning("subscription %s for %s is gone (404): creating a new one", kept.id, kept.resource)
-            await self._create(kept.resource)
+            await self._recreate_if_gone(kept, exc)
             return
         log.info("reauthorized subscription %s for %s", kept.id, kept.resource)
 
@@ -124,16 +121,20 @@ class SubscriptionKeeper:
         self._kept[resource] = self._remember(resource, created)
         log.info("created subscription %s for %s", self._kept[resource].id, resource)
 
+    async def _recreate_if_gone(self, kept: KeptSubscription, exc: APIError) -> None:
+        """Graph answers 404 for a subscription it dropped: make a new one; anything else is raised."""
+        if exc.response_status_code != 404:
+            raise exc
+        log.warning("subscription %s for %s is gone (404): creating a new one", kept.id, kept.resource)
+        await self._create(kept.resource)
+
     async def _renew(self, kept: KeptSubscription) -> None:
         try:
             renewed = await self._client.subscriptions.by_subscription_id(kept.id).patch(
                 Subscription(expiration_date_time=self._expiration())
             )
         except APIError as exc:
-            if exc.response_status_code != 404:
-                raise
-            log.warning("subscription %s for %s is gone (404): creating a new one", kept.id, kept.resource)
-            await self._create(kept.resource)
+            await self._recreate_if_gone(kept, exc)
             return
         self._kept[kept.resource] = self._remember(kept.resource, renewed, kept.id)
         log.info(
