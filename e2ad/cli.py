@@ -144,6 +144,24 @@ def write(ctx: Context) -> None:
     _run_until_signalled(lambda stop: run_writer(settings, stop))
 
 
+@main.command()
+@pass_context
+def reconcile(ctx: Context) -> None:
+    """Converge AD once to every group's latest desired state (repairs drift made by hand)."""
+    from writers.errors import DirectoryUnavailable
+    from writers.sweep import reconcile_all
+
+    settings = ctx.settings()
+    configure_logging(settings.log_level, "reconcile")
+    try:
+        statuses = asyncio.run(reconcile_all(settings))
+    except DirectoryUnavailable as exc:
+        raise click.ClickException(f"AD is unavailable: {exc}") from None
+    click.echo(", ".join(f"{count} {status}" for status, count in sorted(statuses.items())) or "no desired states")
+    if statuses["failure"] or statuses["unusable"]:
+        sys.exit(1)
+
+
 main.add_command(expr)
 
 

@@ -66,13 +66,18 @@ async def until(condition: Callable[[], Any], what: str, timeout: float = 45.0) 
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def report(what: str, mutation: Mutation) -> None:
-    print(f"\nend-to-end: {what} reached AD {time.monotonic() - mutation.monotonic:.2f} s after the change")
+def since(mutation: Mutation) -> str:
+    return f"{time.monotonic() - mutation.monotonic:.2f} s"
 
 
 @pytest.mark.integration
 async def test_graph_changes_reach_ad_through_kafka(
-    kafka_settings: KafkaSettings, ad_settings: AdSettings, test_ou: str, ad_admin: Any, tmp_path: Path
+    kafka_settings: KafkaSettings,
+    ad_settings: AdSettings,
+    test_ou: str,
+    ad_admin: Any,
+    tmp_path: Path,
+    measured: Callable[[str], None],
 ) -> None:
     synced = dict(create_ad_user(ad_admin, test_ou, f"e2e-u{i}-{uuid.uuid4().hex[:6]}") for i in range(3))
 
@@ -100,7 +105,9 @@ async def test_graph_changes_reach_ad_through_kafka(
         ):
             await until(lambda: len(standin.subscriptions.subscriptions) == 2, "the groups and users subscriptions", 60)
             try:
-                await _scenario(standin, pipeline, ad_admin, test_ou, synced, user_ids, cloud_only, webhook_port)
+                await _scenario(
+                    standin, pipeline, ad_admin, test_ou, synced, user_ids, cloud_only, webhook_port, measured
+                )
             finally:
                 with contextlib.suppress(TimeoutError):
                     await results.wait_for(lambda r: False, timeout=0.5)  # collect what has arrived
@@ -117,7 +124,11 @@ async def _scenario(
     user_ids: list[str],
     cloud_only: str,
     webhook_port: int,
+    measured: Callable[[str], None],
 ) -> None:
+    def report(what: str, mutation: Mutation) -> None:
+        measured(f"end-to-end: {what} reached AD {since(mutation)} after the change in the Graph stand-in")
+
     tenant = standin.tenant
     mail_enabled = tenant.add_group("Newsletter", securityEnabled=True, mailEnabled=True).object_id
     from_ad = tenant.add_group("Synced from AD", securityEnabled=True, mailEnabled=False, onPremisesSyncEnabled=True)
