@@ -99,7 +99,6 @@ def process(ctx: Context) -> None:
     configure_logging(settings.log_level, "process")
     asyncio.run(ensure_topics(settings.kafka))
     datadir = (settings.state_dir or ctx.services().state_dir) / "processors"
-    sys.argv = [sys.argv[0]]  # faust's worker parses the command line itself
     run_processors(settings, datadir)
 
 
