@@ -62,7 +62,7 @@ def test_change_records_round_trip_through_the_topic_codec() -> None:
         (b'{"kind": "group.exploded", "id": "g"}', "does not match any of the expected tags"),
         (
             b'{"kind": "group.removed", "id": "g", "observed_at": "2026-11-26T00:00:00Z", "reason": "gone"}',
-            "group.removed.reason",
+            "`group.removed`.reason",
         ),
         (b'{"kind": "user.changed", "observed_at": "2026-11-26T00:00:00Z"}', "`user.changed`.id"),
     ],
