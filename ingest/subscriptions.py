@@ -16,6 +16,7 @@ from kiota_abstractions.api_error import APIError
 from msgraph import GraphServiceClient
 from msgraph.generated.models.subscription import Subscription
 
+from ingest.webhook import LIFECYCLE_PATH, NOTIFICATIONS_PATH
 from schemas.config import WebhookSettings
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,8 @@ class SubscriptionKeeper:
         if webhook.public_url is None or webhook.client_state is None:
             raise ValueError("webhook.public_url and webhook.client_state are needed to keep Graph subscriptions")
         base = str(webhook.public_url).rstrip("/")
-        self.notification_url = f"{base}/graph/notifications"
-        self.lifecycle_url = f"{base}/graph/lifecycle"
+        self.notification_url = base + NOTIFICATIONS_PATH
+        self.lifecycle_url = base + LIFECYCLE_PATH
         self._client = client
         self._client_state = webhook.client_state.get_secret_value()
         self._lifetime = dt.timedelta(minutes=webhook.subscription_minutes)
