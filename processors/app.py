@@ -15,6 +15,8 @@ import logging
 from pathlib import Path
 
 import faust
+import faust.web
+from faust.sensors.prometheus import setup_prometheus_sensors
 from pydantic import ValidationError
 
 from e2ad.config import describe_errors
@@ -40,7 +42,9 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
         topic_replication_factor=settings.kafka.replication_factor,
         processing_guarantee="at_least_once",
         producer_acks=-1,
-        web_enabled=False,
+        web_enabled=settings.processors.web_port is not None,
+        web_bind=settings.processors.web_host,
+        web_port=settings.processors.web_port or 6066,
         key_serializer="raw",
         value_serializer="raw",
     )
@@ -61,6 +65,13 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
     core = ProvisioningState(
         settings.provisioning, mapper, users=table("users"), groups=table("groups"), parents=table("parents")
     )
+
+    if settings.processors.web_port is not None:
+        setup_prometheus_sensors(app, name_prefix="e2ad_processors")
+
+        @app.page("/healthz")
+        async def healthz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+            return web.json({"status": "ok", "app": APP_ID})
 
     @app.agent(changes)
     async def provision(stream: faust.Stream) -> None:

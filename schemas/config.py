@@ -104,12 +104,19 @@ class ProvisioningSettings(_Section):
     on_soft_delete_or_out_of_scope: Literal["delete", "keep"] = "delete"
 
 
+class ProcessorSettings(_Section):
+    # Where the processors serve /healthz and Prometheus /metrics; no port, no web server.
+    web_host: str = "127.0.0.1"
+    web_port: int | None = Field(None, ge=1, le=65535)
+
+
 class Settings(_Section):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     graph: GraphSettings = Field(default_factory=GraphSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     ad: AdSettings = Field(default_factory=AdSettings)
     provisioning: ProvisioningSettings = Field(default_factory=ProvisioningSettings)
+    processors: ProcessorSettings = Field(default_factory=ProcessorSettings)
     # Target AD attribute → Entra expression, over Cloud Sync's defaults (parentDistinguishedName
     # maps the container, e.g. with Switch([displayName], …)); checked when the file is loaded.
     mappings: dict[str, str] = Field(default_factory=dict)

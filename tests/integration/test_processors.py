@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import socket
 from pathlib import Path
+
+import aiohttp
 
 from schemas import topics
 from schemas.changes import GroupChanged, MemberRef, UserChanged
@@ -16,12 +19,21 @@ NOW = dt.datetime.now(dt.UTC)
 SECURITY = {"securityEnabled": True, "mailEnabled": False, "displayName": "Engineers"}
 
 
-def env(kafka_settings: KafkaSettings, tmp_path: Path) -> dict[str, str]:
-    return {
+def env(kafka_settings: KafkaSettings, tmp_path: Path, web_port: int | None = None) -> dict[str, str]:
+    variables = {
         "E2AD_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
         "E2AD_PROVISIONING__TARGET_CONTAINER": "OU=Groups,DC=e2ad,DC=test",
         "E2AD_STATE_DIR": str(tmp_path / "state"),
     }
+    if web_port is not None:
+        variables["E2AD_PROCESSORS__WEB_PORT"] = str(web_port)
+    return variables
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 async def test_changes_become_desired_states_and_state_survives_a_restart(
@@ -37,9 +49,15 @@ async def test_changes_become_desired_states_and_state_survives_a_restart(
         members_added=[MemberRef(id="u1", type="user"), MemberRef(id="u2", type="user")],
     )
     async with TopicWatcher(kafka_settings, topics.AD_DESIRED, DesiredGroup.model_validate_json) as desired:
-        with running_stage("process", env(kafka_settings, tmp_path), tmp_path / "process-1.log"):
+        port = free_port()
+        with running_stage("process", env(kafka_settings, tmp_path, port), tmp_path / "process-1.log"):
             await publish(kafka_settings, topics.GRAPH_CHANGES, [("u1", user), (GROUP, group)])
             first = await desired.wait_for(lambda d: d.group_id == GROUP and len(d.members) == 1, timeout=60)
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"http://127.0.0.1:{port}/healthz") as health:
+                    assert health.status == 200
+                async with http.get(f"http://127.0.0.1:{port}/metrics") as metrics:
+                    assert "e2ad_processors" in await metrics.text()
         assert first.attributes["cn"] == "Engineers_0123456789ab"
         assert [s.id for s in first.skipped_members] == ["u2"]
 
