@@ -1,0 +1,450 @@
+"""Benchmark (issue 4): the writer's groups/s next to a plain ldap3 loop doing the same work on the same DC.
+
+Each run does the same workload twice, once through the pipeline (DesiredGroup records
+pre-published to ad.desired, one in-process WriterService converging them and publishing
+ad.results) and once as the baseline a competent engineer would write without e2ad (one
+SAFE_SYNC connection, one add per group with its members, one modify per group for the
+churn, no reads). Phase 1 creates the groups with their members, phase 2 swaps some members
+of every group. Both variants write the same attribute values and member values (<GUID=…>),
+each into its own OU, and both are checked afterwards: every group once, exactly its members.
+
+Usage: .venv/bin/python scripts/bench_writer.py [--groups 1000] [--members 20] [--users 200] [--runs 1]
+
+Needs the machine's Samba AD DC running (`e2ad services up`); starts its own embedded broker.
+Exits non-zero only when something went wrong, never because of a low ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import ldap3
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from ldap3.utils.dn import escape_rdn
+
+from e2ad import kafka
+from e2ad.logs import configure_logging
+from e2ad.services import LocalServices
+from schemas import topics
+from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings
+from schemas.desired import UNIVERSAL_SECURITY_GROUP, DesiredGroup, DesiredMember, anchor_of
+from schemas.results import ProvisioningResult
+from writers.connection import close, connect
+from writers.service import WriterService
+
+Variant = Literal["pipeline", "baseline"]
+Phase = Literal["create", "churn"]
+PHASES: tuple[Phase, ...] = ("create", "churn")
+
+ANCHOR_ATTRIBUTE = "msDS-ExternalDirectoryObjectId"
+TREE_DELETE = ("1.2.840.113556.1.4.805", True, None)
+PAGED_RESULTS = "1.2.840.113556.1.4.319"
+PAGE_SIZE = 500  # below Samba's MaxPageSize of 1000
+USER_CLASSES = ["top", "person", "organizationalPerson", "user"]
+PARTITIONS = 4
+# Bounds, so that a mistyped option cannot fill the shared DC or run for hours.
+MAX_GROUPS, MAX_USERS, MAX_RUNS = 20_000, 5_000, 10
+# A pipeline phase slower than this many groups/s (plus start-up) is stuck, not slow.
+SLOWEST_GROUPS_PER_SECOND = 10
+PHASE_GRACE_SECONDS = 60
+
+
+class BenchError(Exception):
+    """The benchmark could not measure correct work: AD rejected a write or the result is wrong."""
+
+
+@dataclass(frozen=True)
+class User:
+    dn: str
+    guid: uuid.UUID
+    entra_id: str  # the Entra object id the desired state carries next to the objectGUID
+
+
+@dataclass(frozen=True)
+class BenchGroup:
+    """One group of the workload, with its members before and after the churn."""
+
+    group_id: str
+    number: int
+    members: tuple[User, ...]
+    churned: tuple[User, ...]
+    removed: tuple[User, ...]
+    added: tuple[User, ...]
+
+    def desired(self, container: str, members: Sequence[User]) -> DesiredGroup:
+        """The whole desired state, with the attributes the default mappings give (processors/mapping.py)."""
+        anchor = anchor_of(self.group_id)
+        suffix = self.group_id[24:]
+        return DesiredGroup(
+            group_id=self.group_id,
+            anchor=anchor,
+            state="present",
+            container=container,
+            attributes={
+                "cn": f"Bench group {self.number}_{suffix}",
+                "description": f"Benchmark group {self.number}",
+                "displayName": f"Bench group {self.number}",
+                ANCHOR_ATTRIBUTE: anchor,
+                "adminDescription": anchor,
+                "groupType": UNIVERSAL_SECURITY_GROUP,
+            },
+            create_only={"sAMAccountName": f"Group_{suffix}"},
+            members=[DesiredMember(type="user", id=u.entra_id, object_guid=str(u.guid)) for u in members],
+        )
+
+
+@dataclass
+class Timing:
+    seconds: float
+    startup_seconds: float = 0.0  # pipeline: writer start until it began the first group
+
+    def rate(self, groups: int) -> float:
+        return groups / self.seconds
+
+    def rate_with_startup(self, groups: int) -> float:
+        return groups / (self.seconds + self.startup_seconds)
+
+
+@dataclass
+class RunFigures:
+    order: tuple[Variant, Variant]
+    timings: dict[tuple[Variant, Phase], Timing] = field(default_factory=dict)
+
+
+def member_value(user: User) -> str:
+    return f"<GUID={user.guid}>"
+
+
+def make_groups(count: int, members: int, churn: int, users: Sequence[User], first_number: int) -> list[BenchGroup]:
+    """Group n has the users n … n+members-1 (so users are shared, as in a tenant); churn brings in the next ones."""
+    groups = []
+    for n in range(count):
+        window = [users[(n + i) % len(users)] for i in range(members + churn)]
+        current, incoming = window[:members], window[members:]
+        removed = tuple(current[:churn])
+        groups.append(
+            BenchGroup(
+                group_id=str(uuid.uuid4()),
+                number=first_number + n,
+                members=tuple(current),
+                churned=tuple(current[churn:] + incoming),
+                removed=removed,
+                added=tuple(incoming),
+            )
+        )
+    return groups
+
+
+# -- AD set-up and checks --------------------------------------------------------------------
+def check(result: dict[str, Any], what: str) -> None:
+    if result["result"] != 0:
+        raise BenchError(f"{what}: {result['result']} {result['description']} {result.get('message') or ''}")
+
+
+def search_all(conn: ldap3.Connection, base: str, search_filter: str, attributes: list[str]) -> Iterator[dict]:
+    """One-level paged search (a sub-OU holds more entries than one page)."""
+    cookie: bytes | None = None
+    while True:
+        _, result, response, _ = conn.search(
+            base, search_filter, ldap3.LEVEL, attributes=attributes, paged_size=PAGE_SIZE, paged_cookie=cookie
+        )
+        check(result, f"search below {base}")
+        yield from (entry for entry in response if entry.get("type") == "searchResEntry")
+        cookie = result.get("controls", {}).get(PAGED_RESULTS, {}).get("value", {}).get("cookie")
+        if not cookie:
+            return
+
+
+def add_ou(conn: ldap3.Connection, dn: str) -> str:
+    _, result, _, _ = conn.add(dn, "organizationalUnit")
+    check(result, f"create {dn}")
+    return dn
+
+
+def tree_delete(conn: ldap3.Connection, dn: str) -> None:
+    _, result, _, _ = conn.delete(dn, controls=[TREE_DELETE])
+    check(result, f"tree delete {dn}")
+
+
+def create_users(conn: ldap3.Connection, ou: str, count: int, tag: str) -> list[User]:
+    for n in range(count):
+        dn = f"CN=bench-user-{n},{ou}"
+        # sAMAccountName: unique in the domain and at most 20 characters for users
+        _, result, _, _ = conn.add(dn, USER_CLASSES, {"sAMAccountName": f"b{tag}u{n}"})
+        check(result, f"create {dn}")
+    entries = search_all(conn, ou, "(objectClass=user)", ["objectGUID"])
+    by_dn = {e["dn"].lower(): uuid.UUID(bytes_le=e["attributes"]["objectGUID"][0]) for e in entries}
+    return [
+        User(dn=f"CN=bench-user-{n},{ou}", guid=by_dn[f"CN=bench-user-{n},{ou}".lower()], entra_id=str(uuid.uuid4()))
+        for n in range(count)
+    ]
+
+
+def verify(conn: ldap3.Connection, ou: str, groups: Sequence[BenchGroup], phase: Phase, users: Sequence[User]) -> None:
+    """Every group of the phase is in `ou` exactly once, with exactly the members the phase wanted."""
+    guid_of = {u.dn.lower(): u.guid for u in users}
+    found: dict[str, list[frozenset[uuid.UUID]]] = {}
+    for entry in search_all(conn, ou, "(objectClass=group)", [ANCHOR_ATTRIBUTE, "member"]):
+        attributes = entry["attributes"]
+        anchor = attributes[ANCHOR_ATTRIBUTE][0]
+        members = frozenset(guid_of.get(dn.lower(), uuid.UUID(int=0)) for dn in attributes.get("member", []))
+        found.setdefault(anchor, []).append(members)
+    problems = []
+    for group in groups:
+        wanted = frozenset(u.guid for u in (group.members if phase == "create" else group.churned))
+        copies = found.pop(anchor_of(group.group_id), [])
+        if len(copies) != 1:
+            problems.append(f"{anchor_of(group.group_id)} is in AD {len(copies)} times")
+        elif copies[0] != wanted:
+            problems.append(f"{anchor_of(group.group_id)} has {len(copies[0] & wanted)} of {len(wanted)} members "
+                            f"and {len(copies[0] - wanted)} others")  # fmt: skip
+    problems += [f"{anchor} is not part of the workload" for anchor in found]
+    if problems:
+        raise BenchError(f"{phase} in {ou}: {len(problems)} wrong group(s), e.g. " + "; ".join(problems[:3]))
+
+
+# -- the baseline: plain ldap3 -----------------------------------------------------------------
+def baseline_phase(conn: ldap3.Connection, groups: Sequence[BenchGroup], ou: str, phase: Phase) -> Timing:
+    dns: list[tuple[str, dict[str, Any]]] = []
+    for group in groups:
+        desired = group.desired(ou, group.members)
+        attributes: dict[str, Any] = {**desired.attributes, **desired.create_only}
+        attributes["member"] = [member_value(u) for u in group.members]
+        dns.append((f"CN={escape_rdn(str(desired.attributes['cn']))},{ou}", attributes))
+    started = time.perf_counter()
+    for (dn, attributes), group in zip(dns, groups, strict=True):
+        if phase == "create":
+            _, result, _, _ = conn.add(dn, "group", attributes)
+        else:
+            removed = [member_value(u) for u in group.removed]
+            added = [member_value(u) for u in group.added]
+            changes = {"member": [(ldap3.MODIFY_DELETE, removed), (ldap3.MODIFY_ADD, added)]}
+            _, result, _, _ = conn.modify(dn, changes)
+        check(result, f"baseline {phase} {dn}")
+    return Timing(time.perf_counter() - started)
+
+
+# -- the pipeline: ad.desired → WriterService → ad.results -------------------------------------
+class Pipeline:
+    """A producer onto ad.desired and a reader of ad.results around one writer per phase."""
+
+    def __init__(self, kafka_settings: KafkaSettings, ad_settings: AdSettings) -> None:
+        self.kafka_settings = kafka_settings
+        self.ad_settings = ad_settings
+        self.producer: AIOKafkaProducer = kafka.producer(kafka_settings)
+        self.reader: AIOKafkaConsumer = kafka.consumer(kafka_settings, group_id=None)
+        self.partitions = [TopicPartition(topics.AD_RESULTS, p) for p in range(kafka_settings.partitions)]
+
+    async def __aenter__(self) -> Pipeline:
+        await self.producer.start()
+        await self.reader.start()
+        self.reader.assign(self.partitions)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.reader.stop()
+        await self.producer.stop()
+
+    async def phase(self, groups: Sequence[BenchGroup], ou: str, phase: Phase) -> Timing:
+        states = [g.desired(ou, g.members if phase == "create" else g.churned) for g in groups]
+        # Everything is on ad.desired before the writer starts: the figure is the writer's, not the producer's.
+        acks = [
+            await self.producer.send(topics.AD_DESIRED, topics.encode(s), key=topics.key(s.group_id)) for s in states
+        ]
+        await asyncio.gather(*acks)
+        await self.reader.seek_to_end(*self.partitions)
+        for tp in self.partitions:  # resolve the end now, before the writer adds results
+            await self.reader.position(tp)
+
+        settings = Settings(
+            kafka=self.kafka_settings, ad=self.ad_settings, provisioning=ProvisioningSettings(target_container=ou)
+        )
+        started = time.time()
+        service = WriterService(settings, name="bench-writer")
+        stop = asyncio.Event()
+        await service.start()
+        task = asyncio.create_task(service.run(stop))
+        try:
+            timeout = PHASE_GRACE_SECONDS + len(groups) / SLOWEST_GROUPS_PER_SECOND
+            results = await asyncio.wait_for(self._results({g.group_id for g in groups}, task), timeout)
+        finally:
+            stop.set()
+            await task
+            await service.stop()
+        failed = [
+            r for r in results if r.status == "failure" or r.action != ("create" if phase == "create" else "update")
+        ]
+        if failed:
+            raise BenchError(
+                f"pipeline {phase}: {len(failed)} unexpected result(s), e.g. {failed[0].model_dump_json()}"
+            )
+        # `at` is stamped when a group's result is made; minus its duration, when the writer began it.
+        began = min(r.at.timestamp() - r.duration_ms / 1000 for r in results)
+        ended = max(r.at.timestamp() for r in results)
+        return Timing(ended - began, startup_seconds=began - started)
+
+    async def _results(self, wanted: set[str], writer: asyncio.Task[None]) -> list[ProvisioningResult]:
+        results: dict[str, ProvisioningResult] = {}
+        while len(results) < len(wanted):
+            if writer.done():
+                writer.result()  # raises what stopped the writer
+                raise BenchError("the writer stopped before all results were published")
+            batches = await self.reader.getmany(timeout_ms=200)
+            for records in batches.values():
+                for record in records:
+                    result = topics.decode(ProvisioningResult, record.value)
+                    if result.group_id in wanted:
+                        results[result.group_id] = result
+        return list(results.values())
+
+
+# -- the runs ------------------------------------------------------------------------------------
+def orders(choice: str, runs: int) -> list[tuple[Variant, Variant]]:
+    first: list[Variant] = ["pipeline", "baseline"]
+    if choice == "baseline":
+        first.reverse()
+    if choice != "alternate":
+        return [(first[0], first[1])] * runs
+    # Alternating, because whichever runs second works on a directory that is already bigger.
+    return [("pipeline", "baseline") if n % 2 == 0 else ("baseline", "pipeline") for n in range(runs)]
+
+
+async def one_run(
+    number: int,
+    order: tuple[Variant, Variant],
+    args: argparse.Namespace,
+    conn: ldap3.Connection,
+    pipeline: Pipeline,
+    bench_ou: str,
+    users: Sequence[User],
+) -> RunFigures:
+    figures = RunFigures(order)
+    ous = {v: add_ou(conn, f"OU={v}-{number},{bench_ou}") for v in order}
+    groups = {
+        v: make_groups(args.groups, args.members, args.churn, users, first_number=i * args.groups)
+        for i, v in enumerate(order)
+    }
+    try:
+        for phase in PHASES:
+            for variant in order:
+                if variant == "pipeline":
+                    timing = await pipeline.phase(groups[variant], ous[variant], phase)
+                else:
+                    timing = await asyncio.to_thread(baseline_phase, conn, groups[variant], ous[variant], phase)
+                figures.timings[variant, phase] = timing
+                await asyncio.to_thread(verify, conn, ous[variant], groups[variant], phase, users)
+    finally:
+        # Every run starts from the same directory size, so that runs are comparable.
+        for ou in ous.values():
+            await asyncio.to_thread(tree_delete, conn, ou)
+    return figures
+
+
+def report(number: int, figures: RunFigures, groups: int) -> tuple[float, ...]:
+    print(f"run {number} ({figures.order[0]} first)")
+    ratios = []
+    for phase in PHASES:
+        ours, theirs = figures.timings["pipeline", phase], figures.timings["baseline", phase]
+        ratio = ours.rate(groups) / theirs.rate(groups)
+        ratios.append(ratio)
+        print(
+            f"  {phase:<6}  pipeline {ours.rate(groups):7.1f} groups/s ({ours.seconds:6.2f} s; "
+            f"{ours.rate_with_startup(groups):6.1f}/s with {ours.startup_seconds:.2f} s writer start-up)"
+            f"   baseline {theirs.rate(groups):7.1f} groups/s ({theirs.seconds:6.2f} s)   ratio {ratio:.2f}"
+        )
+    ours_total = sum(figures.timings["pipeline", p].seconds for p in PHASES)
+    theirs_total = sum(figures.timings["baseline", p].seconds for p in PHASES)
+    overall = theirs_total / ours_total  # same work on both sides: the ratio of rates is that of times
+    print(f"  overall ratio {overall:.2f} (pipeline {ours_total:.2f} s, baseline {theirs_total:.2f} s)")
+    return (*ratios, overall)
+
+
+async def bench(args: argparse.Namespace, ad: AdSettings, state_dir: Path) -> int:
+    services = LocalServices(state_dir)
+    bootstrap = await services.start_kafka()
+    kafka_settings = KafkaSettings(bootstrap_servers=bootstrap, partitions=PARTITIONS, client_id="e2ad-bench")
+    conn = connect(ad)
+    tag = uuid.uuid4().hex[:6]
+    bench_ou = add_ou(conn, f"OU=bench-writer-{tag},{ad.base_dn}")
+    all_ratios: list[tuple[float, ...]] = []
+    try:
+        await kafka.ensure_topics(kafka_settings)
+        users = create_users(conn, add_ou(conn, f"OU=users,{bench_ou}"), args.users, tag)
+        print(
+            f"{args.groups} groups × {args.members} members, churn -{args.churn}/+{args.churn} per group, "
+            f"{args.users} users; pipeline = one in-process WriterService, {PARTITIONS} partitions"
+        )
+        async with Pipeline(kafka_settings, ad) as pipeline:
+            for number, order in enumerate(orders(args.order, args.runs), start=1):
+                figures = await one_run(number, order, args, conn, pipeline, bench_ou, users)
+                all_ratios.append(report(number, figures, args.groups))
+    finally:
+        with contextlib.suppress(Exception):  # the DC may be the reason we are here
+            tree_delete(conn, bench_ou)
+        close(conn)
+        services.stop_kafka()
+    if len(all_ratios) > 1:
+        create, churn, overall = (statistics.median(column) for column in zip(*all_ratios, strict=True))
+        print(
+            f"median ratio over {len(all_ratios)} runs: create {create:.2f}, churn {churn:.2f}, overall {overall:.2f}"
+        )
+    return 0
+
+
+def ad_settings() -> AdSettings:
+    endpoints = LocalServices().endpoints(bootstrap="")
+    return AdSettings(
+        url=endpoints.ad_url,
+        bind_dn=endpoints.ad_bind_dn,
+        bind_password=endpoints.ad_bind_password,
+        base_dn=endpoints.ad_base_dn,
+        ca_file=Path(endpoints.ad_ca_file),
+        tls_server_name=endpoints.ad_tls_server_name,
+    )
+
+
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--groups", type=int, default=1000, help=f"groups per variant and run (≤ {MAX_GROUPS})")
+    parser.add_argument("--members", type=int, default=20, help="members per group")
+    parser.add_argument("--churn", type=int, default=5, help="members removed and added per group in phase 2")
+    parser.add_argument("--users", type=int, default=200, help=f"users shared by all groups (≤ {MAX_USERS})")
+    parser.add_argument("--runs", type=int, default=1, help=f"repetitions, each printed (≤ {MAX_RUNS})")
+    parser.add_argument(
+        "--order", choices=("alternate", "pipeline", "baseline"), default="alternate", help="which variant goes first"
+    )
+    args = parser.parse_args()
+    if not (1 <= args.groups <= MAX_GROUPS and 1 <= args.users <= MAX_USERS and 1 <= args.runs <= MAX_RUNS):
+        parser.error(f"--groups 1..{MAX_GROUPS}, --users 1..{MAX_USERS}, --runs 1..{MAX_RUNS}")
+    if not (1 <= args.churn <= args.members and args.members + args.churn <= args.users):
+        parser.error("need 1 ≤ --churn ≤ --members and --members + --churn ≤ --users")
+    return args
+
+
+def main() -> None:
+    args = arguments()
+    configure_logging("WARNING", "bench")  # the writer's per-group INFO lines would drown the figures
+    # aiokafka logs each refused connection at ERROR while the fresh broker starts; start_kafka waits for it.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    with tempfile.TemporaryDirectory(prefix="e2ad-bench-") as state_dir:
+        try:
+            sys.exit(asyncio.run(bench(args, ad_settings(), Path(state_dir))))
+        except BenchError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
