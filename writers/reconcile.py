@@ -19,9 +19,14 @@ from writers.errors import Refused
 
 ANCHOR_ATTRIBUTE = "msDS-ExternalDirectoryObjectId"
 MEMBER_CHUNK = 1000  # values per member modify: fast on Samba (reference §5b), below AD's MaxValRange
+# Cloud Sync does not provision groups with more members (entra-provisioning.md §1.5); a nested
+# group counts as one member.
+MAX_MEMBERS = 50_000
 
 # Managed through the DN (cn) or never writable through the mapping (the anchor links the object).
-_NOT_MODIFIABLE = frozenset({"cn", "name", "distinguishedname", ANCHOR_ATTRIBUTE.lower()})
+# member only ever changes by ADD/DELETE of a diff: a REPLACE from a mapping (or from a read that
+# came back in ranges) could wipe a group.
+_NOT_MODIFIABLE = frozenset({"cn", "name", "distinguishedname", "member", ANCHOR_ATTRIBUTE.lower()})
 
 # Entra Cloud Sync refuses these (entra-provisioning.md §1.1); AD's builtin groups (CN=Builtin)
 # and their domain counterparts are refused as well.
@@ -102,8 +107,8 @@ class Plan:
     changes: tuple[AttributeChange, ...] = ()
     members_to_add: tuple[tuple[str, ...], ...] = ()  # chunks of member values (<GUID=…>)
     members_to_remove: tuple[tuple[str, ...], ...] = ()
-    # Nested groups not in AD yet. The seam for pending references: today they are reported as
-    # warnings and picked up again by the next delivery of this group's state.
+    # Nested groups not in AD yet: reported as warnings, and the group waits on them
+    # (writers/pending.py) until they are created.
     unresolved: tuple[DesiredMember, ...] = ()
     warnings: tuple[str, ...] = ()
 
@@ -133,6 +138,7 @@ def plan(
             raise Refused(f"{current.dn} does not carry the anchor {desired.anchor}; e2ad never modifies it")
     if desired.state == "absent":
         return Plan("delete", current.dn) if current is not None else Plan("skip", None)
+    _check_size(desired)
 
     container = desired.container or default_container
     members, unresolved, warnings = _desired_members(desired.members, nested)
@@ -179,6 +185,15 @@ def protection_reason(group: AdGroup) -> str | None:
     if names & PROTECTED_GROUP_NAMES:
         return f"{group.dn} is a protected group"
     return None
+
+
+def _check_size(desired: DesiredGroup) -> None:
+    count = len({(member.type, member.id) for member in desired.members})
+    if count > MAX_MEMBERS:
+        raise Refused(
+            f"group {desired.group_id} ({desired.anchor}) has {count:,} members, more than the "
+            f"{MAX_MEMBERS:,} a provisioned group may have; split it. AD was not changed"
+        )
 
 
 def _refuse_protected(group: AdGroup) -> None:

@@ -11,6 +11,7 @@ from writers import dn
 from writers.errors import Refused
 from writers.reconcile import (
     ANCHOR_ATTRIBUTE,
+    MAX_MEMBERS,
     MEMBER_CHUNK,
     AdGroup,
     AttributeChange,
@@ -185,6 +186,30 @@ def test_member_changes_are_chunked() -> None:
     result = plan(None, desired(members=[user(g) for g in many]), {}, base_dn=BASE)
     assert [len(chunk) for chunk in result.members_to_add] == [MEMBER_CHUNK, MEMBER_CHUNK, 5]
     assert {v for chunk in result.members_to_add for v in chunk} == {member_value(g) for g in many}
+
+
+def test_a_group_at_the_member_limit_is_planned() -> None:
+    members = [user(uuid.UUID(int=10_000 + i)) for i in range(MAX_MEMBERS - 1)]
+    members.append(DesiredMember(type="group", id="g1", anchor="Group_g1"))  # a nested group counts as one
+    result = plan(None, desired(members=members), {"Group_g1": uuid.UUID(int=7)}, base_dn=BASE)
+    assert sum(len(chunk) for chunk in result.members_to_add) == MAX_MEMBERS
+
+
+def test_a_group_over_the_member_limit_is_refused_naming_the_group_and_the_count() -> None:
+    members = [user(uuid.UUID(int=10_000 + i)) for i in range(MAX_MEMBERS + 1)]
+    too_big = desired(members=members)
+
+    for current in (None, in_ad(desired())):
+        with pytest.raises(Refused, match=rf"{GROUP_ID} \({ANCHOR}\) has 50,001 members.*50,000"):
+            plan(current, too_big, {}, base_dn=BASE)
+    # Deleting it is still allowed: the limit is about what is written, not what is removed.
+    assert plan(in_ad(desired()), desired(state="absent", members=members), {}, base_dn=BASE).action == "delete"
+
+
+def test_member_is_never_replaced_through_the_attributes() -> None:
+    state = desired(attributes={**desired().attributes, "member": "CN=someone,DC=e2ad,DC=test"})
+    assert "member" not in plan(None, state, {}, base_dn=BASE).create_attributes
+    assert plan(in_ad(desired()), state, {}, base_dn=BASE).action == "skip"
 
 
 def test_nested_groups_resolve_by_anchor_and_missing_ones_are_warnings() -> None:
