@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import statistics
 import sys
@@ -279,6 +278,10 @@ class Pipeline:
         try:
             timeout = PHASE_GRACE_SECONDS + len(groups) / SLOWEST_GROUPS_PER_SECOND
             results = await asyncio.wait_for(self._results({g.group_id for g in groups}, task), timeout)
+        except TimeoutError:
+            raise BenchError(
+                f"pipeline {phase}: not all results within {timeout:.0f} s; is the DC answering?"
+            ) from None
         finally:
             stop.set()
             await task
@@ -391,16 +394,27 @@ async def bench(args: argparse.Namespace, ad: AdSettings, state_dir: Path) -> in
                 figures = await one_run(number, order, args, conn, pipeline, bench_ou, users)
                 all_ratios.append(report(number, figures, args.groups))
     finally:
-        with contextlib.suppress(Exception):  # the DC may be the reason we are here
-            tree_delete(conn, bench_ou)
         close(conn)
         services.stop_kafka()
+        remove_leftovers(ad, bench_ou)
     if len(all_ratios) > 1:
         create, churn, overall = (statistics.median(column) for column in zip(*all_ratios, strict=True))
         print(
             f"median ratio over {len(all_ratios)} runs: create {create:.2f}, churn {churn:.2f}, overall {overall:.2f}"
         )
     return 0
+
+
+def remove_leftovers(ad: AdSettings, bench_ou: str) -> None:
+    """Tree-delete the benchmark's OU on a new connection: the old one may have died with the DC."""
+    try:
+        conn = connect(ad)
+        try:
+            tree_delete(conn, bench_ou)
+        finally:
+            close(conn)
+    except Exception as exc:  # reported, not raised: the error that got us here matters more
+        print(f"warning: could not remove {bench_ou} ({exc}); remove it with a tree delete", file=sys.stderr)
 
 
 def ad_settings() -> AdSettings:
