@@ -110,6 +110,49 @@ class ProcessorSettings(_Section):
     web_port: int | None = Field(None, ge=1, le=65535)
 
 
+class WriterSettings(_Section):
+    """The AD writers: transient-fault backoff, quarantine (entra-provisioning.md §4.2), web server."""
+
+    name: str | None = None  # on e2ad.status and for `e2ad quarantine clear --writer`; default host:pid
+    # While the DC is unreachable or busy the writer pauses its partitions, doubling the wait up to the max.
+    retry_initial_seconds: float = Field(0.5, gt=0)
+    retry_max_seconds: float = Field(30.0, gt=0)
+    # Consistent failures quarantine the writer, with Entra's thresholds, counted over the groups
+    # decided since it started or last left quarantine: from evaluation_start failing groups on,
+    # more than failure_ratio of them, or more than failure_limit; or more than absolute_limit
+    # failing groups counting reference failures (members not resolved).
+    quarantine_evaluation_start: int = Field(5_000, ge=1)
+    quarantine_failure_ratio: float = Field(0.4, gt=0, le=1)
+    quarantine_failure_limit: int = Field(40_000, ge=1)
+    quarantine_absolute_limit: int = Field(60_000, ge=1)
+    # Retries after entering quarantine (6 h, 12 h, 24 h), then one every retry_every; disabled
+    # after give_up (28 days) until `e2ad quarantine clear`.
+    quarantine_retry_seconds: list[float] = Field(default_factory=lambda: [6 * 3600.0, 12 * 3600.0, 24 * 3600.0])
+    quarantine_retry_every_seconds: float = Field(24 * 3600.0, gt=0)
+    quarantine_give_up_seconds: float = Field(28 * 24 * 3600.0, gt=0)
+    # Where the writer serves /healthz and Prometheus /metrics; no port: off, 0: any free port.
+    web_host: str = "127.0.0.1"
+    web_port: int | None = Field(None, ge=0, le=65535)
+
+    @field_validator("quarantine_retry_seconds", mode="before")
+    @classmethod
+    def _list_from_environment(cls, value: object) -> object:
+        # From E2AD_WRITER__QUARANTINE_RETRY_SECONDS as a JSON list, e.g. [1, 2, 4].
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError as exc:
+                raise ValueError(f"expected a JSON list of seconds: {exc}") from None
+        return value
+
+    @field_validator("quarantine_retry_seconds")
+    @classmethod
+    def _schedule_ascends(cls, value: list[float]) -> list[float]:
+        if not value or any(s <= 0 for s in value) or value != sorted(value):
+            raise ValueError("must be a non-empty, ascending list of positive seconds after entering quarantine")
+        return value
+
+
 class Settings(_Section):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     graph: GraphSettings = Field(default_factory=GraphSettings)
@@ -117,6 +160,7 @@ class Settings(_Section):
     ad: AdSettings = Field(default_factory=AdSettings)
     provisioning: ProvisioningSettings = Field(default_factory=ProvisioningSettings)
     processors: ProcessorSettings = Field(default_factory=ProcessorSettings)
+    writer: WriterSettings = Field(default_factory=WriterSettings)
     # Target AD attribute → Entra expression, over Cloud Sync's defaults (parentDistinguishedName
     # maps the container, e.g. with Switch([displayName], …)); checked when the file is loaded.
     mappings: dict[str, str] = Field(default_factory=dict)

@@ -1,0 +1,37 @@
+"""Each writer's state on e2ad.status (compacted, keyed by the writer's name), published on every change.
+
+Read by `e2ad quarantine status`; the writer's /healthz answers with the same record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+# running: writing. quarantined: consistent failures, writing stopped, retrying on a schedule.
+# disabled: the retries gave up (28 days by default); only `e2ad quarantine clear` resumes.
+WriterState = Literal["running", "quarantined", "disabled"]
+# Graph's names for why a provisioning job is quarantined (entra-provisioning.md §4.2).
+QuarantineReason = Literal["EncounteredQuarantineException", "EncounteredEscrowProportionThreshold"]
+
+
+class WriterStatus(BaseModel):
+    writer: str
+    state: WriterState
+    reason: QuarantineReason | None = None
+    detail: str | None = None  # what failed, in words: the DC's answer, the failure counts
+    since: dt.datetime | None = None  # in quarantine since
+    next_retry: dt.datetime | None = None
+    retries: int = 0  # scheduled retries made in this quarantine
+    # Groups decided since the writer started or last left quarantine, and how many of them fail.
+    decided: int = 0
+    failing: int = 0
+    reference_failing: int = 0  # decided, but with members that could not be resolved
+    ad_unavailable_since: dt.datetime | None = None  # the DC is unreachable or busy: partitions paused
+    updated_at: dt.datetime = Field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+    @property
+    def healthy(self) -> bool:
+        return self.state == "running"
