@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from e2ad.cli_expr import expr
+from e2ad.cli_quarantine import quarantine
 from e2ad.config import ConfigError, load_settings
 from e2ad.logs import configure_logging
 from e2ad.services import LocalServices, ServiceError
@@ -162,6 +163,7 @@ def reconcile(ctx: Context) -> None:
 
 
 main.add_command(expr)
+main.add_command(quarantine)
 
 
 def _run_until_signalled(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:

@@ -19,8 +19,9 @@ AD_RESULTS = "ad.results"  # the provisioning log: one record per writer decisio
 AD_DEAD_LETTER = "ad.dead-letter"  # records the writer could not apply, with the reason
 CONFIG = "e2ad.config"  # compacted: the active configuration
 CONTROL = "e2ad.control"  # operator commands: restart sync, approve deletes, clear quarantine
+STATUS = "e2ad.status"  # compacted: each writer's state (running, quarantined and why), keyed by its name
 
-COMPACTED = frozenset({GRAPH_CURSORS, AD_DESIRED, CONFIG})
+COMPACTED = frozenset({GRAPH_CURSORS, AD_DESIRED, CONFIG, STATUS})
 
 # Topics keyed by object id share one partition count so that stages stay co-partitioned.
 KEYED_BY_OBJECT = frozenset({GRAPH_CHANGES, AD_DESIRED, AD_STAGED_DELETES, AD_RESULTS, AD_DEAD_LETTER})
@@ -34,6 +35,7 @@ ALL_TOPICS = (
     AD_DEAD_LETTER,
     CONFIG,
     CONTROL,
+    STATUS,
 )
 
 M = TypeVar("M")

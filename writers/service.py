@@ -5,13 +5,23 @@ poll, each partition's records collapse to the latest desired state per group (a
 updates to one group is one convergence, design principle 3); every group is converged on the
 writer's one LDAP thread, every decision is published to ad.results (failures also to
 ad.dead-letter), and the offsets are committed only once the results are acknowledged.
-When the DC is unreachable the same records are retried after a backoff, never skipped.
+
+Faults are signals the loop answers; nothing sleeps inside a batch:
+- DirectoryUnavailable (the DC down, busy, timing out): pause every assigned partition, rewind
+  each to its first record not yet converged, keep polling (so the writer stays in its group)
+  and resume after an exponential backoff. Nothing is skipped, nothing unapplied committed.
+- BindRejected, or failing groups past Entra's thresholds: quarantine (writers/quarantine.py).
+  The partitions stay paused; each scheduled retry tries one record, and the first success or
+  a clear-quarantine command on e2ad.control (read by every writer) resumes them.
+Each change of state is published to e2ad.status; /healthz and /metrics show it (writers/health.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import datetime as dt
 import logging
 import os
 import socket
@@ -21,24 +31,30 @@ from types import TracebackType
 from typing import TypeVar
 
 import pydantic
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from e2ad import kafka
 from schemas import topics
 from schemas.config import Settings
+from schemas.control import ControlCommand
 from schemas.desired import DesiredGroup, anchor_of
 from schemas.results import ProvisioningResult, ProvisioningStep
+from schemas.status import WriterStatus
+from writers.connection import BindRejected, connect
 from writers.directory import Directory
 from writers.errors import DirectoryUnavailable
+from writers.health import HealthServer
+from writers.metrics import WriterMetrics
 from writers.provision import provision
+from writers.quarantine import Quarantine, QuarantinePolicy, outcome_of
 
 log = logging.getLogger(__name__)
 
 CONSUMER_GROUP = "e2ad-writers"
 POLL_TIMEOUT_MS = 500
-RETRY_INITIAL_SECONDS = 0.5
-RETRY_MAX_SECONDS = 30.0
+# A retry in quarantine resumes the partitions and waits this long for one record to arrive.
+RETRY_FETCH_TIMEOUT_MS = 1000
 
 T = TypeVar("T")
 
@@ -48,43 +64,79 @@ class WriterService:
 
     def __init__(self, settings: Settings, *, name: str | None = None) -> None:
         self.settings = settings
-        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
-        self._directory = Directory(settings.ad)
+        self.name = name or settings.writer.name or f"{socket.gethostname()}:{os.getpid()}"
+        self.metrics = WriterMetrics()
+        self.quarantine = Quarantine(QuarantinePolicy.from_settings(settings.writer))
+        self._directory = Directory(settings.ad, connector=self.metrics.timed(connect))
         # ldap3 blocks; all LDAP work runs on this one thread, which also owns the connection.
         self._ldap = ThreadPoolExecutor(max_workers=1, thread_name_prefix="e2ad-ldap")
         self._consumer: AIOKafkaConsumer | None = None
+        self._control: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._health: HealthServer | None = None
         self._ldap_closed = False
+        self._backoff = settings.writer.retry_initial_seconds
+        self._resume_at: float | None = None  # event-loop time when the partitions paused for the DC resume
+        self._ad_unavailable_since: dt.datetime | None = None
 
+    # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
         try:
-            await self._on_ldap_thread(self._directory.open)
-        except DirectoryUnavailable as exc:
-            # Not fatal: the loop retries with backoff. A rejected bind (BindRejected) is, and propagates.
-            log.warning("writer %s starts without AD: %s", self.name, exc)
-        try:
+            await kafka.ensure_topics(self.settings.kafka)
             self._producer = kafka.producer(self.settings.kafka)
             await self._producer.start()
-            self._consumer = kafka.consumer(self.settings.kafka, topics.AD_DESIRED, group_id=CONSUMER_GROUP)
+            self._control = await _broadcast_reader(self.settings, topics.CONTROL)
+            self._consumer = kafka.consumer(self.settings.kafka, group_id=CONSUMER_GROUP)
+            self._consumer.subscribe([topics.AD_DESIRED], listener=_HoldNewPartitions(self))
             await self._consumer.start()
+            if self.settings.writer.web_port is not None:
+                web = self.settings.writer
+                self._health = HealthServer(web.web_host, web.web_port, self.status, self.metrics.registry)
+                await self._health.start()
+            try:
+                await self._on_ldap_thread(self._directory.open)
+            except DirectoryUnavailable as exc:
+                log.warning("writer %s starts without AD, the first record retries: %s", self.name, exc)
+            except BindRejected as exc:
+                await self._credentials_rejected(exc)
+            await self._publish_status()
         except BaseException:
             await self.stop()
             raise
         log.info("writer %s consumes %s in group %s", self.name, topics.AD_DESIRED, CONSUMER_GROUP)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Converge groups until `stop` is set; a batch interrupted by stop is left uncommitted."""
-        assert self._consumer is not None, "start() first"
+        """Converge groups until `stop` is set; records not converged by then stay uncommitted."""
+        assert self._consumer is not None and self._control is not None, "start() first"
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
+            await self._obey(await self._control.getmany(timeout_ms=0))
+            if self.quarantine.expire():
+                log.error("writer %s is disabled: %s", self.name, self.quarantine.detail)
+                await self._publish_status()
+            if self.quarantine.retry_due():
+                await self._retry(stop)
+                continue
+            if self._resume_at is not None and loop.time() >= self._resume_at:
+                self._resume_at = None
+                self._hold_or_resume()
+            # Paused partitions return nothing, but polling keeps the writer in its group.
             batches = await self._consumer.getmany(timeout_ms=POLL_TIMEOUT_MS)
             if batches:
                 await self._converge(batches, stop)
 
     async def stop(self) -> None:
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
+        if self._health is not None:
+            await self._health.stop()
+            self._health = None
+        for consumer in (self._consumer, self._control):
+            if consumer is not None:
+                await consumer.stop()
+        self._consumer = self._control = None
         if self._producer is not None:
+            # A writer that stops cleanly leaves e2ad.status (a tombstone); a killed one stays with its last state.
+            with contextlib.suppress(KafkaError):
+                await self._producer.send_and_wait(topics.STATUS, None, key=self.name.encode())
             await self._producer.stop()
             self._producer = None
         if not self._ldap_closed:  # stop() may run twice: after a failed start, and on exit
@@ -101,52 +153,99 @@ class WriterService:
     ) -> None:
         await self.stop()
 
+    def status(self) -> WriterStatus:
+        quarantine = self.quarantine
+        return WriterStatus(
+            writer=self.name,
+            state=quarantine.state,
+            reason=quarantine.reason,
+            detail=quarantine.detail,
+            since=quarantine.since,
+            next_retry=quarantine.next_retry,
+            retries=quarantine.retries,
+            decided=quarantine.decided,
+            failing=quarantine.failing,
+            reference_failing=quarantine.reference_failing,
+            ad_unavailable_since=self._ad_unavailable_since,
+        )
+
+    @property
+    def web_port(self) -> int | None:
+        return self._health.port if self._health else None
+
+    # -- one batch ------------------------------------------------------------------------------
     async def _converge(self, batches: dict[TopicPartition, list[ConsumerRecord]], stop: asyncio.Event) -> None:
-        assert self._consumer is not None and self._producer is not None
-        acks = []
-        for record in latest_per_group(batches):
-            result = await self._provision(record, stop)
-            if result is None:
-                return  # stopping while the DC is away: nothing of this batch is committed
+        assert self._producer is not None
+        records = latest_per_group(batches)
+        acks: list[asyncio.Future[object]] = []
+        for index, record in enumerate(records):
+            if stop.is_set():
+                return await self._settle(batches, records[index:], acks)
+            try:
+                result = await self._provision(record)
+            except DirectoryUnavailable as exc:
+                await self._ad_unavailable(exc)
+                return await self._settle(batches, records[index:], acks)
+            except BindRejected as exc:
+                await self._credentials_rejected(exc)
+                return await self._settle(batches, records[index:], acks)
             acks.append(await self._producer.send(topics.AD_RESULTS, topics.encode(result), key=record.key))
             if result.status == "failure":
                 acks.append(await self._dead_letter(record, result))
             log.info("%s %s %s: %s", result.action, result.status, result.anchor, result.dn or "-")
+            self.metrics.decided(result)
+            await self._ad_available()
+            if self.quarantine.record(result.group_id, outcome_of(result.status)):
+                await self._quarantine_changed()
+                if not self.quarantine.writing:
+                    return await self._settle(batches, records[index + 1 :], acks)
+            self.metrics.failing_groups.set(self.quarantine.failing)
+        await self._settle(batches, [], acks)
+
+    async def _settle(
+        self,
+        batches: dict[TopicPartition, list[ConsumerRecord]],
+        unconverged: list[ConsumerRecord],
+        acks: list[asyncio.Future[object]],
+    ) -> None:
+        """Once the results are acknowledged, commit what is converged; rewind to what is not.
+
+        A partition is committed up to its first unconverged record (the records before it are
+        converged, or superseded by a later state of their group) and sought back to it.
+        """
+        assert self._consumer is not None
         await asyncio.gather(*acks)
-        offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
+        rewind: dict[TopicPartition, int] = {}
+        for record in unconverged:  # in offset order per partition: the first is the earliest
+            rewind.setdefault(TopicPartition(record.topic, record.partition), record.offset)
+        assigned = self._consumer.assignment()
+        for tp, offset in rewind.items():
+            if tp in assigned:  # a rebalance may have moved it; its new owner starts from the commit
+                self._consumer.seek(tp, offset)
+        offsets = {tp: rewind.get(tp, records[-1].offset + 1) for tp, records in batches.items() if tp in assigned}
         try:
-            await self._consumer.commit(offsets)
-        except CommitFailedError as exc:
+            if offsets:
+                await self._consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
             # The partitions moved to another writer meanwhile; it converges the same states again,
             # which is harmless because the writer is level-triggered.
             log.warning("writer %s could not commit %s: %s", self.name, offsets, exc)
 
-    async def _provision(self, record: ConsumerRecord, stop: asyncio.Event) -> ProvisioningResult | None:
-        """The result for one record, retrying while the DC is unavailable; None if stopped meanwhile."""
+    async def _provision(self, record: ConsumerRecord) -> ProvisioningResult:
+        """The result for one record; raises DirectoryUnavailable or BindRejected when AD cannot decide."""
         try:
             desired = topics.decode(DesiredGroup, record.value)
         except pydantic.ValidationError as exc:
             return _invalid_record(record, exc, self.name)
-        delay = RETRY_INITIAL_SECONDS
-        while True:
-            try:
-                return await self._on_ldap_thread(
-                    provision,
-                    self._directory,
-                    desired,
-                    default_container=self.settings.provisioning.target_container,
-                    writer=self.name,
-                )
-            except DirectoryUnavailable as exc:
-                log.warning("AD unavailable while converging %s, retrying in %.1f s: %s", desired.anchor, delay, exc)
-            await self._on_ldap_thread(self._directory.close)  # the next attempt reconnects
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            if stop.is_set():
-                return None
-            delay = min(delay * 2, RETRY_MAX_SECONDS)
+        return await self._on_ldap_thread(
+            provision,
+            self._directory,
+            desired,
+            default_container=self.settings.provisioning.target_container,
+            writer=self.name,
+        )
 
-    async def _dead_letter(self, record: ConsumerRecord, result: ProvisioningResult) -> asyncio.Future:
+    async def _dead_letter(self, record: ConsumerRecord, result: ProvisioningResult) -> asyncio.Future[object]:
         """The desired state as it came (so it can be re-published as is), the reason in headers."""
         assert self._producer is not None
         headers = [
@@ -157,16 +256,129 @@ class WriterService:
         ]
         return await self._producer.send(topics.AD_DEAD_LETTER, record.value, key=record.key, headers=headers)
 
+    # -- faults, quarantine and commands --------------------------------------------------------
+    @property
+    def holding(self) -> bool:
+        """Whether the partitions stay paused: the DC is unavailable, or the writer is quarantined."""
+        return self._resume_at is not None or not self.quarantine.writing
+
+    def _hold_or_resume(self) -> None:
+        assert self._consumer is not None
+        assigned = self._consumer.assignment()
+        if self.holding:
+            self._consumer.pause(*assigned)
+        else:
+            self._consumer.resume(*assigned)
+        self.metrics.paused_partitions.set(len(self._consumer.paused()))
+
+    async def _ad_unavailable(self, error: DirectoryUnavailable) -> None:
+        delay, self._backoff = self._backoff, min(self._backoff * 2, self.settings.writer.retry_max_seconds)
+        self._resume_at = asyncio.get_running_loop().time() + delay
+        self._hold_or_resume()
+        log.warning("writer %s pauses its partitions for %.1f s, AD is unavailable: %s", self.name, delay, error)
+        await self._on_ldap_thread(self._directory.close)  # the next attempt reconnects
+        if self._ad_unavailable_since is None:
+            self._ad_unavailable_since = dt.datetime.now(dt.UTC)
+            await self._publish_status()
+
+    async def _ad_available(self) -> None:
+        self._backoff = self.settings.writer.retry_initial_seconds
+        if self._ad_unavailable_since is not None:
+            log.info("writer %s reaches AD again", self.name)
+            self._ad_unavailable_since = None
+            await self._publish_status()
+
+    async def _credentials_rejected(self, error: BindRejected) -> None:
+        if self.quarantine.credentials_rejected(str(error)):
+            log.error("writer %s is quarantined: %s", self.name, error)
+            await self._quarantine_changed()
+        self._hold_or_resume()
+
+    async def _quarantine_changed(self) -> None:
+        quarantine = self.quarantine
+        if quarantine.writing:
+            log.warning("writer %s leaves quarantine", self.name)
+        else:
+            log.error("writer %s is %s (%s): %s", self.name, quarantine.state, quarantine.reason, quarantine.detail)
+        self._hold_or_resume()
+        await self._publish_status()
+
+    async def _retry(self, stop: asyncio.Event) -> None:
+        """A scheduled retry in quarantine: one record, or with none waiting the bind alone."""
+        assert self._consumer is not None
+        self.quarantine.start_retry()
+        log.info("writer %s retries (retry %d of this quarantine)", self.name, self.quarantine.retries)
+        self._consumer.resume(*self._consumer.assignment())
+        batches = await self._consumer.getmany(timeout_ms=RETRY_FETCH_TIMEOUT_MS, max_records=1)
+        if batches:
+            await self._converge(batches, stop)
+        else:
+            try:
+                await self._on_ldap_thread(self._directory.reconnect)
+            except DirectoryUnavailable as exc:
+                log.warning("writer %s stays quarantined, AD is unavailable: %s", self.name, exc)
+            except BindRejected as exc:
+                await self._credentials_rejected(exc)
+            else:
+                if self.quarantine.clear():
+                    await self._quarantine_changed()
+        self._hold_or_resume()
+        await self._publish_status()  # the retry count and the next retry changed in any case
+
+    async def _obey(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        for records in batches.values():
+            for record in records:
+                try:
+                    command = topics.decode(ControlCommand, record.value)
+                except pydantic.ValidationError:
+                    continue  # a command for another stage
+                if command.addresses(self.name) and self.quarantine.clear():
+                    log.warning("writer %s: quarantine cleared by %s", self.name, command.issued_by or "an operator")
+                    await self._quarantine_changed()
+
+    async def _publish_status(self) -> None:
+        assert self._producer is not None
+        status = self.status()
+        self.metrics.show(status)
+        await self._producer.send_and_wait(topics.STATUS, topics.encode(status), key=self.name.encode())
+
     async def _on_ldap_thread(self, call: Callable[..., T], *args: object, **kwargs: object) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._ldap, lambda: call(*args, **kwargs))
+
+
+@dataclasses.dataclass
+class _HoldNewPartitions(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Partitions assigned while the writer holds (DC unavailable, quarantined) are paused too."""
+
+    service: WriterService
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.service._hold_or_resume()
+
+
+async def _broadcast_reader(settings: Settings, topic: str) -> AIOKafkaConsumer:
+    """A consumer of every partition of `topic` from its end, outside any group: each writer sees each record."""
+    reader = kafka.consumer(settings.kafka, group_id=None)
+    await reader.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or {0})]
+        reader.assign(partitions)
+        await reader.seek_to_end(*partitions)
+    except BaseException:
+        await reader.stop()
+        raise
+    return reader
 
 
 def latest_per_group(batches: dict[TopicPartition, list[ConsumerRecord]]) -> list[ConsumerRecord]:
     """The last record of each key in each partition; earlier states of a group are superseded.
 
     Tombstones (null values, from compaction of ad.desired) carry no state and are dropped, also
-    dropping the earlier states they supersede.
+    dropping the earlier states they supersede. Per partition, the records stay in offset order.
     """
     latest: list[ConsumerRecord] = []
     for records in batches.values():
