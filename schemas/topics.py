@@ -17,14 +17,16 @@ AD_DESIRED = "ad.desired"  # compacted: the whole desired state of each group
 AD_STAGED_DELETES = "ad.staged-deletes"  # deletes held back by the deletion threshold
 AD_RESULTS = "ad.results"  # the provisioning log: one record per writer decision
 AD_DEAD_LETTER = "ad.dead-letter"  # records the writer could not apply, with the reason
+AD_PENDING = "ad.pending"  # compacted: parent groups waiting for nested groups not in AD yet
+AD_CREATED = "ad.created"  # groups a writer just created; every writer reads it (one partition)
 CONFIG = "e2ad.config"  # compacted: the active configuration
 CONTROL = "e2ad.control"  # operator commands: restart sync, approve deletes, clear quarantine
 STATUS = "e2ad.status"  # compacted: each writer's state (running, quarantined and why), keyed by its name
 
-COMPACTED = frozenset({GRAPH_CURSORS, AD_DESIRED, CONFIG, STATUS})
+COMPACTED = frozenset({GRAPH_CURSORS, AD_DESIRED, AD_PENDING, CONFIG, STATUS})
 
 # Topics keyed by object id share one partition count so that stages stay co-partitioned.
-KEYED_BY_OBJECT = frozenset({GRAPH_CHANGES, AD_DESIRED, AD_STAGED_DELETES, AD_RESULTS, AD_DEAD_LETTER})
+KEYED_BY_OBJECT = frozenset({GRAPH_CHANGES, AD_DESIRED, AD_STAGED_DELETES, AD_RESULTS, AD_DEAD_LETTER, AD_PENDING})
 ALL_TOPICS = (
     GRAPH_NOTIFICATIONS,
     GRAPH_CHANGES,
@@ -33,6 +35,8 @@ ALL_TOPICS = (
     AD_STAGED_DELETES,
     AD_RESULTS,
     AD_DEAD_LETTER,
+    AD_PENDING,
+    AD_CREATED,
     CONFIG,
     CONTROL,
     STATUS,

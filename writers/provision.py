@@ -8,6 +8,7 @@ the consumer loop can reconnect and retry the same record.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Literal
 
 from schemas.desired import DesiredGroup
@@ -20,17 +21,34 @@ from writers.reconcile import AdGroup, Plan, Values, plan
 StepName = Literal["matching", "referenceResolution", "export"]
 
 
+@dataclass(frozen=True)
+class Convergence:
+    """One decision, and what it means for nested groups in any order (writers/pending.py)."""
+
+    result: ProvisioningResult
+    missing: frozenset[str]  # anchors of nested groups not in AD yet: the group waits for them
+    created: str | None  # the DN, when this convergence created the group: parents may wait for it
+
+
 def provision(
     directory: Directory, desired: DesiredGroup, *, default_container: str | None, writer: str | None
 ) -> ProvisioningResult:
+    """Converge one group; the provisioning-log record of the decision."""
+    return converge(directory, desired, default_container=default_container, writer=writer).result
+
+
+def converge(
+    directory: Directory, desired: DesiredGroup, *, default_container: str | None, writer: str | None
+) -> Convergence:
+    """Converge one group: the decision, with the nested groups it still waits for and whether it was created."""
     started = time.monotonic()
     steps: list[ProvisioningStep] = []
     current: AdGroup | None = None
     decided: Plan | None = None
     applied = Applied()
 
-    def result(action: Action, status: Status, **fields: object) -> ProvisioningResult:
-        return ProvisioningResult(
+    def result(action: Action, status: Status, **fields: object) -> Convergence:
+        logged = ProvisioningResult(
             group_id=desired.group_id,
             anchor=desired.anchor,
             action=action,
@@ -44,6 +62,8 @@ def provision(
             source_changed_at=desired.source_changed_at,
             **fields,  # type: ignore[arg-type]
         )
+        missing = frozenset(str(m.anchor) for m in decided.unresolved) if decided else frozenset()
+        return Convergence(logged, missing, applied.created)
 
     stage: StepName = "matching"  # the step a failure is reported under
     try:

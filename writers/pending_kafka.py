@@ -1,0 +1,207 @@
+"""The Kafka side of nested groups in any order: ad.pending keeps the waits, ad.created announces.
+
+A writer's loop drives one PendingKafka. What makes it exact, without polling AD:
+- ad.created is followed from its end *before* the writer joins its consumer group. A group
+  created after that is announced to this writer; one created before is found by the single
+  lookup of the loaded parents' missing anchors after each (re)assignment (`due`).
+- `due` and every convergence run in the writer's one loop, never interleaved: a parent has
+  recorded its wait before the loop reads the next announcement.
+- ad.pending is written to the partition of the parent's ad.desired record, so the writer that
+  owns a parent also owns its wait; that record is acknowledged before the ad.desired offset
+  is committed (`settle` returns the futures to await with the results).
+- On (re)assignment the waits of the partitions are read back, leaving out parents with a
+  newer desired state past the committed offset: the consumer delivers that one again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+import pydantic
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+
+from e2ad import kafka
+from schemas import topics
+from schemas.config import KafkaSettings
+from schemas.desired import DesiredGroup
+from schemas.pending import CreatedGroup, PendingGroup
+from writers.pending import PendingReferences, Waiting
+from writers.provision import Convergence
+
+log = logging.getLogger(__name__)
+
+LOAD_TIMEOUT_SECONDS = 30.0
+_CREATED = TopicPartition(topics.AD_CREATED, 0)
+
+Resolve = Callable[[frozenset[str]], Awaitable[Mapping[str, Any]]]
+
+
+class PendingKafka:
+    """One writer's PendingReferences, kept in step with ad.pending and ad.created."""
+
+    def __init__(self, settings: KafkaSettings, producer: AIOKafkaProducer) -> None:
+        self.references = PendingReferences()
+        self._settings = settings
+        self._producer = producer
+        self._announcements: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        """Follow ad.created from its current end. Call before the writer's consumer joins its group."""
+        announcements = kafka.consumer(self._settings, group_id=None)
+        await announcements.start()
+        try:
+            announcements.assign([_CREATED])
+            # Resolve the end now (seek_to_end is lazy): announcements from here on are seen.
+            end = await announcements.end_offsets([_CREATED])
+            announcements.seek(_CREATED, end[_CREATED])
+        except BaseException:
+            await announcements.stop()
+            raise
+        self._announcements = announcements
+
+    async def stop(self) -> None:
+        if self._announcements is not None:
+            await self._announcements.stop()
+            self._announcements = None
+
+    def listener(self, consumer: AIOKafkaConsumer) -> ConsumerRebalanceListener:
+        """For `consumer.subscribe([ad.desired], listener=…)`: forget revoked partitions, load assigned ones."""
+        return _Rebalance(self, consumer)
+
+    async def load(self, committed: Mapping[int, int | None]) -> None:
+        """Take over these ad.desired partitions (partition → committed offset) with their waits."""
+        try:
+            loaded = await asyncio.wait_for(self._read(committed), LOAD_TIMEOUT_SECONDS)
+        except Exception as exc:  # aiokafka would log and swallow it in the listener: degrade knowingly
+            log.error(
+                "could not read %s for partitions %s (%s); their waits are not resumed",
+                topics.AD_PENDING,
+                sorted(committed),
+                exc,
+            )
+            for partition in committed:
+                self.references.load(partition, None)
+            return
+        for partition, (records, superseded) in loaded.items():
+            self.references.load(partition, records, superseded)
+        log.info(
+            "resumed %d parent group(s) waiting for nested groups in partitions %s",
+            len(self.references),
+            sorted(committed),
+        )
+
+    async def settle(self, desired: DesiredGroup, partition: int, convergence: Convergence) -> list[asyncio.Future]:
+        """After converging `desired` (from `partition` of ad.desired): record its wait, announce its creation.
+
+        Returns the send futures; await them before committing the ad.desired offset.
+        """
+        sent = []
+        change = self.references.record(desired, partition, convergence.missing)
+        if change is not None:
+            value = topics.encode(change.record) if change.record is not None else None
+            key = topics.key(change.group_id)
+            sent.append(await self._producer.send(topics.AD_PENDING, value, key=key, partition=change.partition))
+        if convergence.created is not None:
+            created = CreatedGroup(group_id=desired.group_id, anchor=desired.anchor, dn=convergence.created)
+            sent.append(
+                await self._producer.send(topics.AD_CREATED, topics.encode(created), key=topics.key(desired.group_id))
+            )
+        return sent
+
+    async def due(self, resolve: Resolve) -> list[Waiting]:
+        """Parents to converge again now: their nested group was announced, or found by the check after loading.
+
+        `resolve` looks anchors up in AD (Directory.resolve_groups on the LDAP thread); it is
+        called only after a (re)assignment loaded parents, once for all of their missing anchors.
+        """
+        anchors = await self._announced()
+        if unchecked := self.references.unchecked():
+            found = await resolve(unchecked)  # raises DirectoryUnavailable: checked again next time
+            self.references.checked(unchecked)
+            anchors += list(found)
+        return self.references.resolved_by(anchors)
+
+    async def _announced(self) -> list[str]:
+        """Anchors announced on ad.created since the last call, without waiting."""
+        assert self._announcements is not None, "start() first"
+        batches = await self._announcements.getmany(_CREATED, timeout_ms=0)
+        anchors = []
+        for record in batches.get(_CREATED, ()):
+            try:
+                anchors.append(topics.decode(CreatedGroup, record.value).anchor)
+            except (pydantic.ValidationError, TypeError) as exc:
+                log.warning("ignoring an unusable record at %s@%d: %s", topics.AD_CREATED, record.offset, exc)
+        return anchors
+
+    async def _read(
+        self, committed: Mapping[int, int | None]
+    ) -> dict[int, tuple[dict[str, PendingGroup], frozenset[str]]]:
+        """Per partition: its ad.pending records, and the parents with a desired state past `committed`."""
+        pending = {p: TopicPartition(topics.AD_PENDING, p) for p in committed}
+        desired = {p: TopicPartition(topics.AD_DESIRED, p) for p in committed}
+        waits = await _read_to_end(self._settings, {tp: None for tp in pending.values()})
+        # Only partitions with waits need their uncommitted tail of ad.desired.
+        tails = await _read_to_end(self._settings, {desired[p]: committed[p] for p in committed if waits[pending[p]]})
+        loaded = {}
+        for partition in committed:
+            records = {}
+            for key, value in waits[pending[partition]].items():
+                try:
+                    records[key.decode()] = topics.decode(PendingGroup, value)
+                except pydantic.ValidationError as exc:
+                    log.warning(
+                        "ignoring an unusable %s record for %s: %s",
+                        topics.AD_PENDING,
+                        key.decode(errors="replace"),
+                        exc,
+                    )
+            superseded = frozenset(key.decode() for key in tails.get(desired[partition], {}))
+            loaded[partition] = (records, superseded)
+        return loaded
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, owner: PendingKafka, consumer: AIOKafkaConsumer) -> None:
+        self._owner = owner
+        self._consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        self._owner.references.forget(tp.partition for tp in revoked if tp.topic == topics.AD_DESIRED)
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        ours = sorted(tp for tp in assigned if tp.topic == topics.AD_DESIRED)
+        await self._owner.load({tp.partition: await self._consumer.committed(tp) for tp in ours})
+
+
+async def _read_to_end(
+    settings: KafkaSettings, starts: Mapping[TopicPartition, int | None]
+) -> dict[TopicPartition, dict[bytes, bytes]]:
+    """The latest value per key of each partition, from `start` (None: the beginning) to its current end."""
+    latest: dict[TopicPartition, dict[bytes, bytes]] = {tp: {} for tp in starts}
+    if not starts:
+        return latest
+    reader = kafka.consumer(settings, group_id=None)
+    await reader.start()
+    try:
+        reader.assign(list(starts))
+        for tp, start in starts.items():
+            if start is None:
+                await reader.seek_to_beginning(tp)
+            else:
+                reader.seek(tp, start)
+        end = await reader.end_offsets(list(starts))
+        while any([await reader.position(tp) < end[tp] for tp in starts]):
+            for tp, records in (await reader.getmany(timeout_ms=500)).items():
+                for record in records:
+                    if record.key is None or record.offset >= end[tp]:
+                        continue
+                    if record.value is None:
+                        latest[tp].pop(record.key, None)
+                    else:
+                        latest[tp][record.key] = record.value
+        return latest
+    finally:
+        await reader.stop()
