@@ -28,11 +28,12 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import ldap3
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from ldap3.core.exceptions import LDAPException
 from ldap3.utils.dn import escape_rdn
 
 from e2ad import kafka
@@ -43,8 +44,10 @@ from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Sett
 from schemas.desired import UNIVERSAL_SECURITY_GROUP, DesiredGroup, DesiredMember, anchor_of
 from schemas.results import ProvisioningResult
 from writers.connection import close, connect
+from writers.errors import DirectoryUnavailable
 from writers.service import CONSUMER_GROUP, WriterService
 
+T = TypeVar("T")
 Variant = Literal["pipeline", "baseline"]
 Phase = Literal["create", "churn"]
 PHASES: tuple[Phase, ...] = ("create", "churn")
@@ -367,13 +370,13 @@ async def one_run(
     number: int,
     order: tuple[Variant, Variant],
     args: argparse.Namespace,
-    conn: ldap3.Connection,
+    ad: AdSettings,
     pipeline: Pipeline,
     bench_ou: str,
     users: Sequence[User],
 ) -> RunFigures:
     figures = RunFigures(order)
-    ous = {v: add_ou(conn, f"OU={v}-{number},{bench_ou}") for v in order}
+    ous = {v: await on_new_connection(ad, add_ou, f"OU={v}-{number},{bench_ou}") for v in order}
     groups = {
         v: make_groups(args.groups, args.members, args.churn, users, first_number=i * args.groups)
         for i, v in enumerate(order)
@@ -384,14 +387,27 @@ async def one_run(
                 if variant == "pipeline":
                     timing = await pipeline.phase(groups[variant], ous[variant], phase)
                 else:
-                    timing = await asyncio.to_thread(baseline_phase, conn, groups[variant], ous[variant], phase)
+                    timing = await on_new_connection(ad, baseline_phase, groups[variant], ous[variant], phase)
                 figures.timings[variant, phase] = timing
-                await asyncio.to_thread(verify, conn, ous[variant], groups[variant], phase, users)
+                await on_new_connection(ad, verify, ous[variant], groups[variant], phase, users)
     finally:
         # Every run starts from the same directory size, so that runs are comparable.
         for ou in ous.values():
-            await asyncio.to_thread(tree_delete, conn, ou)
+            await on_new_connection(ad, tree_delete, ou)
     return figures
+
+
+async def on_new_connection(ad: AdSettings, step: Callable[..., T], *args: object) -> T:
+    """One step on its own connection, off the event loop: the DC may have been restarted since the last step."""
+
+    def run() -> T:
+        conn = connect(ad)
+        try:
+            return step(conn, *args)
+        finally:
+            close(conn)
+
+    return await asyncio.to_thread(run)
 
 
 def report(number: int, figures: RunFigures, groups: int) -> tuple[float, ...]:
@@ -417,23 +433,22 @@ async def bench(args: argparse.Namespace, ad: AdSettings, state_dir: Path) -> in
     services = LocalServices(state_dir)
     bootstrap = await services.start_kafka()
     kafka_settings = KafkaSettings(bootstrap_servers=bootstrap, partitions=PARTITIONS, client_id="e2ad-bench")
-    conn = connect(ad)
     tag = uuid.uuid4().hex[:6]
-    bench_ou = add_ou(conn, f"OU=bench-writer-{tag},{ad.base_dn}")
+    bench_ou = await on_new_connection(ad, add_ou, f"OU=bench-writer-{tag},{ad.base_dn}")
     all_ratios: list[tuple[float, ...]] = []
     try:
         await kafka.ensure_topics(kafka_settings)
-        users = create_users(conn, add_ou(conn, f"OU=users,{bench_ou}"), args.users, tag)
+        users_ou = await on_new_connection(ad, add_ou, f"OU=users,{bench_ou}")
+        users = await on_new_connection(ad, create_users, users_ou, args.users, tag)
         print(
             f"{args.groups} groups × {args.members} members, churn -{args.churn}/+{args.churn} per group, "
             f"{args.users} users; pipeline = one in-process WriterService, {PARTITIONS} partitions"
         )
         async with Pipeline(kafka_settings, ad) as pipeline:
             for number, order in enumerate(orders(args.order, args.runs), start=1):
-                figures = await one_run(number, order, args, conn, pipeline, bench_ou, users)
+                figures = await one_run(number, order, args, ad, pipeline, bench_ou, users)
                 all_ratios.append(report(number, figures, args.groups))
     finally:
-        close(conn)
         services.stop_kafka()
         remove_leftovers(ad, bench_ou)
     if len(all_ratios) > 1:
@@ -496,6 +511,10 @@ def main() -> None:
             sys.exit(asyncio.run(bench(args, ad_settings(), Path(state_dir))))
         except BenchError as exc:
             print(f"error: {exc}", file=sys.stderr)
+            sys.exit(1)
+        except (LDAPException, DirectoryUnavailable) as exc:
+            # Other engineers' fault tests restart the shared DC now and then.
+            print(f"error: lost the DC ({exc}); rerun", file=sys.stderr)
             sys.exit(1)
 
 
