@@ -1,0 +1,345 @@
+"""Membership at scale and nested groups in any order, on the real Samba DC (and broker).
+
+The writer is driven through its public pieces (Directory, converge, PendingReferences /
+PendingKafka); the connection is the real one, wrapped only to count what goes over it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import ldap3
+import pytest
+
+from e2ad import kafka
+from schemas.config import AdSettings, KafkaSettings
+from schemas.desired import UNIVERSAL_SECURITY_GROUP, DesiredGroup, DesiredMember, anchor_of
+from writers.connection import connect
+from writers.directory import Applied, Directory
+from writers.pending import PendingReferences
+from writers.pending_kafka import PendingKafka
+from writers.provision import Convergence, converge
+from writers.reconcile import MEMBER_CHUNK, plan
+
+pytestmark = pytest.mark.integration
+
+ANCHOR = "msDS-ExternalDirectoryObjectId"
+EXTENDED_DN = ("1.2.840.113556.1.4.529", False, None)
+
+
+class Wiretap:
+    """Counts the member values of each modify and the attributes of each search on a real connection."""
+
+    def __init__(self) -> None:
+        self.member_modifies: list[int] = []
+        self.searched: list[list[str]] = []
+
+    def connect(self, settings: AdSettings) -> ldap3.Connection:
+        connection = connect(settings)
+        modify, search = connection.modify, connection.search
+
+        def counted_modify(dn: str, changes: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+            self.member_modifies += [len(values) for _, values in changes.get("member", [])]
+            return modify(dn, changes, *args, **kwargs)
+
+        def counted_search(*args: Any, **kwargs: Any) -> Any:
+            self.searched.append(list(kwargs.get("attributes") or []))
+            return search(*args, **kwargs)
+
+        connection.modify, connection.search = counted_modify, counted_search
+        return connection
+
+
+@pytest.fixture
+def wiretap() -> Wiretap:
+    return Wiretap()
+
+
+@pytest.fixture
+def directory(ad_settings: AdSettings, wiretap: Wiretap) -> Iterator[Directory]:
+    directory = Directory(ad_settings, connector=wiretap.connect)
+    yield directory
+    directory.close()
+
+
+@pytest.fixture
+def make_users(ad_admin, test_ou: str) -> Iterator[Callable[[int, str], list[uuid.UUID]]]:
+    """Creates users (no password: the fastest add Samba takes) and returns their objectGUIDs.
+
+    Afterwards the groups, then the users, are deleted one by one: one tree delete of thousands
+    of linked objects holds the shared DC's write lock for minutes (measured: 3,100 users, >60 s).
+    """
+
+    def make(count: int, prefix: str) -> list[uuid.UUID]:
+        prefix += uuid.uuid4().hex[:6]  # sAMAccountName is unique in the whole (shared) domain
+        for i in range(count):
+            user_dn = f"CN={prefix}{i},{test_ou}"
+            assert ad_admin.add(user_dn, "user", {"sAMAccountName": f"{prefix}{i}"}), ad_admin.result
+        guids = {}
+        for entry in ad_admin.extend.standard.paged_search(
+            test_ou, f"(&(objectClass=user)(cn={prefix}*))", attributes=["cn", "objectGUID"], paged_size=1000
+        ):
+            guids[entry["attributes"]["cn"][0]] = uuid.UUID(bytes_le=entry["raw_attributes"]["objectGUID"][0])
+        return [guids[f"{prefix}{i}"] for i in range(count)]
+
+    yield make
+    for object_class in ("group", "user"):
+        found = ad_admin.extend.standard.paged_search(
+            test_ou, f"(objectClass={object_class})", attributes=["cn"], paged_size=1000
+        )
+        for entry_dn in [entry["dn"] for entry in found]:
+            ad_admin.delete(entry_dn)
+
+
+def desired(
+    test_ou: str, name: str, users: Sequence[uuid.UUID] = (), groups: Sequence[DesiredGroup] = ()
+) -> DesiredGroup:
+    group_id = str(uuid.uuid4())
+    return DesiredGroup(
+        group_id=group_id,
+        anchor=anchor_of(group_id),
+        state="present",
+        container=test_ou,
+        attributes={"cn": f"{name}_{group_id[-12:]}", "displayName": name, "groupType": UNIVERSAL_SECURITY_GROUP},
+        create_only={"sAMAccountName": f"g{group_id[-12:]}"},
+        members=[
+            *user_members(users),
+            *(DesiredMember(type="group", id=group.group_id, anchor=group.anchor) for group in groups),
+        ],
+    )
+
+
+def user_members(guids: Sequence[uuid.UUID]) -> list[DesiredMember]:
+    return [DesiredMember(type="user", id=f"entra-{guid}", object_guid=str(guid)) for guid in guids]
+
+
+def run(directory: Directory, state: DesiredGroup) -> Convergence:
+    return converge(directory, state, default_container=None, writer="test")
+
+
+def members_of(ad_admin, test_ou: str, anchor: str) -> set[uuid.UUID]:
+    """objectGUIDs of the direct members, read independently of the writer (through memberOf)."""
+    ad_admin.search(test_ou, f"({ANCHOR}={anchor})", attributes=["cn"])
+    [group] = ad_admin.response
+    found = ad_admin.extend.standard.paged_search(
+        test_ou, f"(memberOf={ldap3.utils.conv.escape_filter_chars(group['dn'])})", attributes=["objectGUID"],
+        paged_size=1000,
+    )  # fmt: skip
+    return {uuid.UUID(bytes_le=entry["raw_attributes"]["objectGUID"][0]) for entry in found}
+
+
+def test_a_5000_member_group_then_2000_removed_and_2000_added(
+    directory: Directory, wiretap: Wiretap, make_users, ad_admin, test_ou: str, measured
+) -> None:
+    started = time.monotonic()
+    users = make_users(7000, "m")
+    measured(f"membership: 7,000 users created in {time.monotonic() - started:.1f} s")
+    state = desired(test_ou, "Big", users[:5000])
+
+    started = time.monotonic()
+    created = run(directory, state).result
+    measured(f"membership: 5,000-member group created in {time.monotonic() - started:.2f} s")
+
+    assert (created.action, created.status, created.members_added) == ("create", "success", 5000)
+    assert members_of(ad_admin, test_ou, state.anchor) == set(users[:5000])
+    assert max(wiretap.member_modifies) == MEMBER_CHUNK and len(wiretap.member_modifies) == 5
+
+    wiretap.member_modifies.clear()
+    wiretap.searched.clear()
+    changed = state.model_copy(update={"members": user_members(users[2000:7000])})
+    started = time.monotonic()
+    result = run(directory, changed).result
+    measured(f"membership: -2,000 +2,000 on the 5,000-member group applied in {time.monotonic() - started:.2f} s")
+
+    assert (result.action, result.status) == ("update", "success")
+    assert (result.members_added, result.members_removed) == (2000, 2000)
+    assert members_of(ad_admin, test_ou, state.anchor) == set(users[2000:7000])
+    assert sorted(wiretap.member_modifies) == [1000] * 4  # 2 chunks removed, 2 added, none retried
+    # The group's 5,000 members were read range by range from the real DC, with GUIDs.
+    ranges = [name for attributes in wiretap.searched for name in attributes if name.startswith("member;range=")]
+    assert ranges == [
+        "member;range=0-1499",
+        "member;range=1500-2999",
+        "member;range=3000-4499",
+        "member;range=4500-5999",
+    ]
+    again = run(directory, changed).result
+    assert (again.action, again.members_added, again.members_removed) == ("skip", 0, 0)
+
+
+def test_members_missing_from_ad_are_warnings_and_the_rest_is_applied(
+    directory: Directory, wiretap: Wiretap, make_users, ad_admin, test_ou: str
+) -> None:
+    users = make_users(30, "w")
+    ghosts = [uuid.uuid4(), uuid.uuid4()]
+    state = desired(test_ou, "Ghosts", [*users[:15], ghosts[0], *users[15:], ghosts[1]])
+
+    result = run(directory, state).result
+
+    assert (result.status, result.members_added) == ("warning", 30)
+    assert [w for w in result.warnings if "does not exist in AD" in w] == [
+        w for w in result.warnings if str(ghosts[0]) in w or str(ghosts[1]) in w
+    ] and len(result.warnings) == 2
+    assert members_of(ad_admin, test_ou, state.anchor) == set(users)
+    # The rejected chunk of 32 was halved down to the two ghosts (at most 1 + 2·2·log2(32) modifies),
+    # not retried value by value (1 + 32).
+    assert max(wiretap.member_modifies) == 32 and len(wiretap.member_modifies) <= 1 + 2 * 2 * 5
+
+
+def test_a_member_already_there_or_already_gone_does_not_fail_the_group(
+    directory: Directory, make_users, ad_admin, test_ou: str
+) -> None:
+    users = make_users(6, "d")
+    state = desired(test_ou, "Drift", users[:4])
+    run(directory, state)
+    current = directory.find_group(state.anchor)
+    assert current is not None
+    dn = current.dn
+    # Between the writer's read and its write, someone adds one wanted member and removes one unwanted.
+    target = state.model_copy(update={"members": user_members([*users[:2], *users[4:]])})
+    stale_plan = plan(current, target, {}, base_dn=directory.base_dn)
+    assert ad_admin.modify(dn, {"member": [(ldap3.MODIFY_ADD, [f"<GUID={users[4]}>"])]}), ad_admin.result
+    assert ad_admin.modify(dn, {"member": [(ldap3.MODIFY_DELETE, [f"<GUID={users[3]}>"])]}), ad_admin.result
+    applied = Applied()
+
+    directory.apply(stale_plan, current, applied)
+
+    assert (applied.members_added, applied.members_removed) == (1, 1)
+    assert members_of(ad_admin, test_ou, state.anchor) == {*users[:2], *users[4:]}
+
+
+@pytest.mark.parametrize("order", ["parent first", "child first"])
+def test_nested_groups_in_either_order_with_pending_references(
+    directory: Directory, ad_admin, test_ou: str, order: str
+) -> None:
+    child = desired(test_ou, "Child")
+    parent = desired(test_ou, "Parent", groups=[child])
+    pending = PendingReferences()
+    pending.load(0, {})
+
+    def converge_and_record(state: DesiredGroup) -> Convergence:
+        outcome = run(directory, state)
+        pending.record(state, 0, outcome.missing)
+        if outcome.created:  # what ad.created announces
+            pending.resolved([state.anchor])
+        return outcome
+
+    first, second = (parent, child) if order == "parent first" else (child, parent)
+    outcomes = [converge_and_record(first), converge_and_record(second)]
+    again = [converge_and_record(waiting.desired) for waiting in pending.due()]
+
+    child_guid = directory.resolve_groups([child.anchor])[child.anchor]
+    assert directory.find_group(parent.anchor).members == {child_guid}  # type: ignore[union-attr]
+    assert len(pending) == 0 and pending.due() == []
+    if order == "parent first":
+        assert outcomes[0].missing == {child.anchor} and outcomes[0].result.status == "warning"
+        assert [o.result.members_added for o in again] == [1]
+    else:
+        assert outcomes[1].missing == frozenset() and outcomes[1].result.members_added == 1
+        assert again == []
+
+
+async def test_waits_survive_a_restart_and_announcements_reach_the_parents_writer(
+    kafka_settings: KafkaSettings, directory: Directory, ad_admin, test_ou: str
+) -> None:
+    """Through the real broker: ad.pending is read back on (re)assignment, ad.created is heard by every writer."""
+    child, late = desired(test_ou, "Child"), desired(test_ou, "Late")
+    parent = desired(test_ou, "Parent", groups=[child, late])
+    producer = kafka.producer(kafka_settings)
+    await producer.start()
+    parents_writer, childs_writer = PendingKafka(kafka_settings, producer), PendingKafka(kafka_settings, producer)
+    try:
+        await parents_writer.start()
+        await parents_writer.load({2: None})
+        await childs_writer.start()
+        await childs_writer.load({1: None})
+        outcome = run(directory, parent)
+        assert outcome.missing == {child.anchor, late.anchor}
+        for sent in await parents_writer.settle(parent, 2, outcome):
+            await sent
+
+        async def resolve(anchors: frozenset[str]) -> dict[str, uuid.UUID]:
+            return directory.resolve_groups(anchors)
+
+        # Another writer creates the child: its announcement brings the parent back.
+        for sent in await childs_writer.settle(child, 1, run(directory, child)):
+            await sent
+        [waiting] = await _eventually(lambda: parents_writer.due(resolve))
+        outcome = run(directory, waiting.desired)
+        assert (outcome.result.members_added, outcome.missing) == (1, {late.anchor})
+        for sent in await parents_writer.settle(waiting.desired, 2, outcome):
+            await sent
+        assert await parents_writer.due(resolve) == []
+
+        # The parent's writer stops; the last nested group is created meanwhile, unheard by anyone.
+        await parents_writer.stop()
+        run(directory, late)
+        successor = PendingKafka(kafka_settings, producer)
+        await successor.start()
+        await successor.load({2: None})  # a fresh writer is assigned partition 2
+        [waiting] = await successor.due(resolve)  # found by the one lookup after loading
+        assert waiting.desired == parent and waiting.missing == {late.anchor}
+        outcome = run(directory, waiting.desired)
+        assert (outcome.result.members_added, outcome.missing) == (1, frozenset())
+        for sent in await successor.settle(waiting.desired, 2, outcome):
+            await sent
+        await successor.stop()
+
+        # Its wait is over: a tombstone, so the next owner resumes nothing.
+        last = PendingKafka(kafka_settings, producer)
+        await last.start()
+        await last.load({2: None})
+        assert len(last.references) == 0
+        await last.stop()
+    finally:
+        await childs_writer.stop()
+        await parents_writer.stop()
+        await producer.stop()
+    guids = directory.resolve_groups([child.anchor, late.anchor])
+    assert directory.find_group(parent.anchor).members == set(guids.values())  # type: ignore[union-attr]
+
+
+async def _eventually(poll: Callable[[], Any], timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := await poll()):
+        assert time.monotonic() < deadline, "nothing became due"
+        await asyncio.sleep(0.1)
+    return found
+
+
+@pytest.mark.skip(reason="needs the pending-reference hooks in service.py")
+@pytest.mark.parametrize("order", ["parent first", "child first"])
+async def test_a_running_writer_completes_nested_groups_in_either_order(
+    kafka_settings: KafkaSettings, ad_settings: AdSettings, ad_admin, test_ou: str, order: str
+) -> None:
+    """Through WriterService: the parent is completed when the child is created, without a new parent record."""
+    from schemas.config import ProvisioningSettings, Settings
+    from tests.integration.test_writer import Harness
+
+    settings = Settings(
+        kafka=kafka_settings, ad=ad_settings, provisioning=ProvisioningSettings(target_container=test_ou)
+    )
+    child = desired(test_ou, "Child")
+    parent = desired(test_ou, "Parent", groups=[child])
+    async with Harness(settings) as writer:
+        if order == "parent first":
+            [waits] = await writer.converge(parent)
+            assert (waits.action, waits.status) == ("create", "warning")
+            seen = len(writer.results)
+            await writer.publish(child)
+            results = await writer.wait_results({child.group_id, parent.group_id}, after=seen)
+            completed = next(r for r in results if r.group_id == parent.group_id)
+        else:
+            await writer.converge(child)
+            [completed] = await writer.converge(parent)
+            assert completed.action == "create"
+        assert (completed.status, completed.members_added) == ("success", 1)
+
+    ad_admin.search(test_ou, f"({ANCHOR}={child.anchor})", attributes=["cn"])
+    child_dn = ad_admin.response[0]["dn"]
+    ad_admin.search(test_ou, f"({ANCHOR}={parent.anchor})", attributes=["member"])
+    assert [m.lower() for m in ad_admin.response[0]["attributes"]["member"]] == [child_dn.lower()]
