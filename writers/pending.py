@@ -44,6 +44,7 @@ class PendingReferences:
         # stops waiting gets a tombstone; None when that could not be read (then every parent does).
         self._recorded: dict[int, set[str] | None] = {}
         self._unchecked: set[str] = set()  # parents loaded from ad.pending, not yet checked against AD
+        self._due: set[str] = set()  # parents whose nested group now exists, until converged again
 
     def __len__(self) -> int:
         return len(self._waiting)
@@ -110,10 +111,16 @@ class PendingReferences:
         """These anchors were looked up in AD: the parents waiting only on them are checked."""
         self._unchecked = {g for g in self._unchecked if not self._waiting[g].missing <= anchors}
 
-    def resolved_by(self, anchors: Iterable[str]) -> list[Waiting]:
-        """The parents waiting on any of these anchors (now in AD), each once, to converge again."""
-        group_ids = {group_id for anchor in anchors for group_id in self._parents.get(anchor.casefold(), ())}
-        return [self._waiting[group_id] for group_id in sorted(group_ids)]
+    def resolved(self, anchors: Iterable[str]) -> None:
+        """These anchors are in AD now: the parents waiting on any of them are due."""
+        self._due.update(group_id for anchor in anchors for group_id in self._parents.get(anchor.casefold(), ()))
+
+    def due(self) -> list[Waiting]:
+        """The parents to converge again, each once; one stays due until record() is called for it.
+
+        So a convergence that could not run (the DC went away) is not lost with the announcement.
+        """
+        return [self._waiting[group_id] for group_id in sorted(self._due)]
 
     def _wait(self, waiting: Waiting) -> None:
         self._waiting[waiting.desired.group_id] = waiting
@@ -124,6 +131,7 @@ class PendingReferences:
     def _unwait(self, group_id: str) -> None:
         waiting = self._waiting.pop(group_id, None)
         self._unchecked.discard(group_id)
+        self._due.discard(group_id)
         for anchor in waiting.missing if waiting else ():
             parents = self._parents[anchor.casefold()]
             parents.discard(group_id)

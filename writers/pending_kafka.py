@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import pydantic
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from e2ad import kafka
 from schemas import topics
@@ -67,9 +67,14 @@ class PendingKafka:
             await self._announcements.stop()
             self._announcements = None
 
-    def listener(self, consumer: AIOKafkaConsumer) -> ConsumerRebalanceListener:
-        """For `consumer.subscribe([ad.desired], listener=…)`: forget revoked partitions, load assigned ones."""
-        return _Rebalance(self, consumer)
+    def revoked(self, partitions: Iterable[TopicPartition]) -> None:
+        """From the writer's rebalance listener: these partitions are another writer's now."""
+        self.references.forget(tp.partition for tp in partitions if tp.topic == topics.AD_DESIRED)
+
+    async def assigned(self, consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]) -> None:
+        """From the writer's rebalance listener: take these partitions over, with the waits recorded for them."""
+        ours = sorted(tp for tp in partitions if tp.topic == topics.AD_DESIRED)
+        await self.load({tp.partition: await consumer.committed(tp) for tp in ours})
 
     async def load(self, committed: Mapping[int, int | None]) -> None:
         """Take over these ad.desired partitions (partition → committed offset) with their waits."""
@@ -112,17 +117,17 @@ class PendingKafka:
         return sent
 
     async def due(self, resolve: Resolve) -> list[Waiting]:
-        """Parents to converge again now: their nested group was announced, or found by the check after loading.
+        """Parents to converge again now: a nested group they wait for was announced, or found in AD.
 
-        `resolve` looks anchors up in AD (Directory.resolve_groups on the LDAP thread); it is
-        called only after a (re)assignment loaded parents, once for all of their missing anchors.
+        `resolve` looks anchors up in AD (Directory.resolve_groups on the LDAP thread). It runs
+        only after a (re)assignment loaded waits, once for all their missing anchors; if it
+        raises (DirectoryUnavailable), the lookup is repeated on the next call.
         """
-        anchors = await self._announced()
+        self.references.resolved(await self._announced())
         if unchecked := self.references.unchecked():
-            found = await resolve(unchecked)  # raises DirectoryUnavailable: checked again next time
+            self.references.resolved(await resolve(unchecked))
             self.references.checked(unchecked)
-            anchors += list(found)
-        return self.references.resolved_by(anchors)
+        return self.references.due()
 
     async def _announced(self) -> list[str]:
         """Anchors announced on ad.created since the last call, without waiting."""
@@ -161,19 +166,6 @@ class PendingKafka:
             superseded = frozenset(key.decode() for key in tails.get(desired[partition], {}))
             loaded[partition] = (records, superseded)
         return loaded
-
-
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, owner: PendingKafka, consumer: AIOKafkaConsumer) -> None:
-        self._owner = owner
-        self._consumer = consumer
-
-    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        self._owner.references.forget(tp.partition for tp in revoked if tp.topic == topics.AD_DESIRED)
-
-    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        ours = sorted(tp for tp in assigned if tp.topic == topics.AD_DESIRED)
-        await self._owner.load({tp.partition: await self._consumer.committed(tp) for tp in ours})
 
 
 async def _read_to_end(

@@ -29,6 +29,11 @@ def parent(group_id: str = "parent", *nested: str, description: str = "v1") -> D
     )
 
 
+def resolved_by(references: PendingReferences, *anchors: str) -> list[Waiting]:
+    references.resolved(anchors)
+    return references.due()
+
+
 @pytest.fixture
 def pending() -> PendingReferences:
     references = PendingReferences()
@@ -42,12 +47,12 @@ def test_a_parent_waits_on_its_missing_nested_group_until_that_is_created(pendin
     change = pending.record(state, 0, {CHILD})
 
     assert change == PendingChange("parent", 0, PendingGroup(desired=state, missing=[CHILD]))
-    assert pending.resolved_by([CHILD.upper()]) == [Waiting(state, 0, frozenset({CHILD}))]  # AD's case-insensitivity
-    assert pending.resolved_by([OTHER]) == []
+    assert resolved_by(pending, OTHER) == []
+    assert resolved_by(pending, CHILD.upper()) == [Waiting(state, 0, frozenset({CHILD}))]  # AD's case-insensitivity
     assert len(pending) == 1
     # Converged again once the child exists: it waits no more, and ad.pending gets a tombstone.
     assert pending.record(state, 0, set()) == PendingChange("parent", 0, None)
-    assert pending.resolved_by([CHILD]) == [] and len(pending) == 0
+    assert resolved_by(pending, CHILD) == [] and len(pending) == 0
 
 
 def test_only_a_change_of_the_wait_is_written(pending: PendingReferences) -> None:
@@ -59,7 +64,7 @@ def test_only_a_change_of_the_wait_is_written(pending: PendingReferences) -> Non
     change = pending.record(newer, 0, {CHILD})
 
     assert change is not None and change.record is not None and change.record.desired == newer
-    assert [w.desired for w in pending.resolved_by([CHILD])] == [newer]  # the latest state is converged
+    assert [w.desired for w in resolved_by(pending, CHILD)] == [newer]  # the latest state is converged
 
 
 def test_a_parent_that_never_waited_writes_nothing(pending: PendingReferences) -> None:
@@ -70,12 +75,23 @@ def test_a_parent_waiting_on_two_groups_waits_on_the_one_still_missing(pending: 
     state = parent("parent", CHILD, OTHER)
     pending.record(state, 0, {CHILD, OTHER})
 
-    assert [w.desired.group_id for w in pending.resolved_by([CHILD, OTHER])] == ["parent"]  # once
-    change = pending.record(state, 0, {OTHER})
+    assert [w.desired.group_id for w in resolved_by(pending, CHILD, OTHER)] == ["parent"]  # once
+    change = pending.record(state, 0, {OTHER})  # converged again: one of them is in AD now
 
     assert change is not None and change.record is not None and change.record.missing == [OTHER]
-    assert pending.resolved_by([CHILD]) == []
-    assert [w.missing for w in pending.resolved_by([OTHER])] == [frozenset({OTHER})]
+    assert resolved_by(pending, CHILD) == []
+    assert [w.missing for w in resolved_by(pending, OTHER)] == [frozenset({OTHER})]
+
+
+def test_a_parent_stays_due_until_it_is_converged_again(pending: PendingReferences) -> None:
+    state = parent("parent", CHILD)
+    pending.record(state, 0, {CHILD})
+    pending.resolved([CHILD])  # the announcement is consumed, then the DC goes away
+
+    assert [w.desired for w in pending.due()] == [state]
+    assert [w.desired for w in pending.due()] == [state]
+    pending.record(state, 0, ())
+    assert pending.due() == []
 
 
 def test_a_deleted_parent_stops_waiting(pending: PendingReferences) -> None:
@@ -90,7 +106,7 @@ def test_partitions_of_other_writers_are_left_to_them(pending: PendingReferences
 
     pending.forget([0])  # revoked
 
-    assert pending.resolved_by([CHILD]) == [] and len(pending) == 0
+    assert resolved_by(pending, CHILD) == [] and len(pending) == 0
     assert pending.record(parent("parent"), 0, ()) is None
 
 
@@ -108,7 +124,7 @@ def test_loaded_waits_are_checked_once_against_ad() -> None:
     assert references.unchecked() == {CHILD, OTHER}
     references.checked(frozenset({CHILD, OTHER}))
     assert references.unchecked() == frozenset()
-    assert [w.partition for w in references.resolved_by([CHILD])] == [1, 1]
+    assert [w.partition for w in resolved_by(references, CHILD)] == [1, 1]
 
 
 def test_a_wait_superseded_by_an_uncommitted_desired_state_is_not_resumed_but_is_taken_back() -> None:
@@ -117,7 +133,7 @@ def test_a_wait_superseded_by_an_uncommitted_desired_state_is_not_resumed_but_is
 
     references.load(2, {"p1": stale}, superseded={"p1"})
 
-    assert references.resolved_by([CHILD]) == [] and references.unchecked() == frozenset()
+    assert resolved_by(references, CHILD) == [] and references.unchecked() == frozenset()
     # The newer state, delivered again by the consumer, no longer has the nested group.
     assert references.record(parent("p1"), 2, ()) == PendingChange("p1", 2, None)
 
@@ -137,8 +153,8 @@ def test_reloading_a_partition_replaces_its_waits(pending: PendingReferences) ->
 
     pending.load(0, {"new": PendingGroup(desired=parent("new", OTHER), missing=[OTHER])})
 
-    assert pending.resolved_by([CHILD]) == []
-    assert [w.desired.group_id for w in pending.resolved_by([OTHER])] == ["new"]
+    assert resolved_by(pending, CHILD) == []
+    assert [w.desired.group_id for w in resolved_by(pending, OTHER)] == ["new"]
 
 
 class RecordingProducer:
