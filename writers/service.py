@@ -86,19 +86,21 @@ class WriterService:
             self._producer = kafka.producer(self.settings.kafka)
             await self._producer.start()
             self._control = await _broadcast_reader(self.settings, topics.CONTROL)
-            self._consumer = kafka.consumer(self.settings.kafka, group_id=CONSUMER_GROUP)
-            self._consumer.subscribe([topics.AD_DESIRED], listener=_HoldNewPartitions(self))
-            await self._consumer.start()
             if self.settings.writer.web_port is not None:
                 web = self.settings.writer
                 self._health = HealthServer(web.web_host, web.web_port, self.status, self.metrics.registry)
                 await self._health.start()
+            # Bind before joining the group: partitions assigned to a writer still binding would wait.
             try:
                 await self._on_ldap_thread(self._directory.open)
             except DirectoryUnavailable as exc:
                 log.warning("writer %s starts without AD, the first record retries: %s", self.name, exc)
             except BindRejected as exc:
-                await self._credentials_rejected(exc)
+                self.quarantine.credentials_rejected(str(exc))
+                log.error("writer %s is quarantined: %s", self.name, exc)
+            self._consumer = kafka.consumer(self.settings.kafka, group_id=CONSUMER_GROUP)
+            self._consumer.subscribe([topics.AD_DESIRED], listener=_HoldNewPartitions(self))
+            await self._consumer.start()
             await self._publish_status()
         except BaseException:
             await self.stop()
@@ -349,7 +351,12 @@ class WriterService:
 
 @dataclasses.dataclass
 class _HoldNewPartitions(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Partitions assigned while the writer holds (DC unavailable, quarantined) are paused too."""
+    """Partitions assigned while the writer holds (DC unavailable, quarantined) are paused too.
+
+    Revocation does not wait for the batch in flight: the embedded broker then never completes
+    the rebalance (measured). Its new owner may converge a group this writer is still writing;
+    being level-triggered, the later of the two decisions wins.
+    """
 
     service: WriterService
 
