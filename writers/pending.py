@@ -41,28 +41,41 @@ class PendingReferences:
         self._waiting: dict[str, Waiting] = {}  # parent group id → what it waits for
         self._parents: dict[str, set[str]] = {}  # case-folded missing anchor → waiting parent ids
         # Per owned partition: the parents that may have a record in ad.pending, so that one that
-        # stops waiting gets a tombstone; None when that could not be read (then every parent does).
+        # stops waiting gets a tombstone; None while that is unknown (then every parent does).
         self._recorded: dict[int, set[str] | None] = {}
+        # Per partition being loaded: parents recorded since it was assigned (newer than the read).
+        self._since_assigned: dict[int, set[str]] = {}
         self._unchecked: set[str] = set()  # parents loaded from ad.pending, not yet checked against AD
         self._due: set[str] = set()  # parents whose nested group now exists, until converged again
 
     def __len__(self) -> int:
         return len(self._waiting)
 
+    def assign(self, partitions: Iterable[int]) -> None:
+        """Own these partitions from now on; their recorded waits follow with load()."""
+        for partition in partitions:
+            if partition not in self._recorded:
+                self._recorded[partition] = None
+                self._since_assigned[partition] = set()
+
     def load(
         self, partition: int, records: Mapping[str, PendingGroup] | None, superseded: Set[str] = frozenset()
     ) -> None:
-        """Take over a partition with its ad.pending records (None: they could not be read).
+        """The ad.pending records of an assigned partition (None: they could not be read).
 
-        `superseded` are parents with a desired state in ad.desired past the committed offset:
-        the consumer delivers it again, so the older state in ad.pending must not be converged
-        first (it could bring back what that newer state removed). Their records still count, so
+        The consumer may deliver the partition's records while these are read; a parent recorded
+        since the assignment is newer than its record here, which is then left out. So are the
+        parents in `superseded`, which have a desired state in ad.desired past the committed
+        offset: the consumer delivers it again, and the older state here must not be converged
+        first (it could bring back what the newer one removed). Their records still count, so
         they get a tombstone once the newer state converges without waiting.
         """
-        self.forget([partition])
-        self._recorded[partition] = None if records is None else set(records)
-        for group_id, record in (records or {}).items():
-            if group_id not in superseded:
+        if partition not in self._recorded or records is None:
+            return  # revoked meanwhile, or unknown: every parent states its wait when converged
+        newer = self._since_assigned.pop(partition, set())
+        self._recorded[partition] = {g for g in records if g not in newer} | {g for g in newer if g in self._waiting}
+        for group_id, record in records.items():
+            if group_id not in newer and group_id not in superseded:
                 self._wait(Waiting(record.desired, partition, frozenset(record.missing)))
                 self._unchecked.add(group_id)
 
@@ -70,6 +83,7 @@ class PendingReferences:
         """Give up partitions (revoked): their parents are now the business of another writer."""
         for partition in partitions:
             self._recorded.pop(partition, None)
+            self._since_assigned.pop(partition, None)
             for group_id in [g for g, waiting in self._waiting.items() if waiting.partition == partition]:
                 self._unwait(group_id)
 
@@ -83,6 +97,7 @@ class PendingReferences:
             return None
         recorded = self._recorded[partition]
         group_id = desired.group_id
+        self._since_assigned.get(partition, set()).add(group_id)
         before = self._waiting.get(group_id)
         self._unwait(group_id)
         waiting = Waiting(desired, partition, frozenset(missing))

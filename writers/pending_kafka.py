@@ -74,10 +74,13 @@ class PendingKafka:
     async def assigned(self, consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]) -> None:
         """From the writer's rebalance listener: take these partitions over, with the waits recorded for them."""
         ours = sorted(tp for tp in partitions if tp.topic == topics.AD_DESIRED)
+        # Own them before the first await: the loop may converge their records while they load.
+        self.references.assign(tp.partition for tp in ours)
         await self.load({tp.partition: await consumer.committed(tp) for tp in ours})
 
     async def load(self, committed: Mapping[int, int | None]) -> None:
         """Take over these ad.desired partitions (partition → committed offset) with their waits."""
+        self.references.assign(committed)
         try:
             loaded = await asyncio.wait_for(self._read(committed), LOAD_TIMEOUT_SECONDS)
         except Exception as exc:  # aiokafka would log and swallow it in the listener: degrade knowingly
@@ -87,9 +90,7 @@ class PendingKafka:
                 sorted(committed),
                 exc,
             )
-            for partition in committed:
-                self.references.load(partition, None)
-            return
+            return  # the partitions stay owned with their waits unknown
         for partition, (records, superseded) in loaded.items():
             self.references.load(partition, records, superseded)
         log.info(

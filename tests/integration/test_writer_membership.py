@@ -219,6 +219,7 @@ def test_nested_groups_in_either_order_with_pending_references(
     child = desired(test_ou, "Child")
     parent = desired(test_ou, "Parent", groups=[child])
     pending = PendingReferences()
+    pending.assign([0])
     pending.load(0, {})
 
     def converge_and_record(state: DesiredGroup) -> Convergence:

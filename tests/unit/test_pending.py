@@ -37,7 +37,8 @@ def resolved_by(references: PendingReferences, *anchors: str) -> list[Waiting]:
 @pytest.fixture
 def pending() -> PendingReferences:
     references = PendingReferences()
-    references.load(0, {})  # owns partition 0, where nothing waited
+    references.assign([0])
+    references.load(0, {})  # nothing waited in partition 0
     return references
 
 
@@ -117,6 +118,7 @@ def test_loaded_waits_are_checked_once_against_ad() -> None:
         "p2": PendingGroup(desired=parent("p2", CHILD, OTHER), missing=[CHILD, OTHER]),
     }
 
+    references.assign([1])
     references.load(1, waits)
 
     assert references.unchecked() == {CHILD, OTHER}
@@ -131,6 +133,7 @@ def test_a_wait_superseded_by_an_uncommitted_desired_state_is_not_resumed_but_is
     references = PendingReferences()
     stale = PendingGroup(desired=parent("p1", CHILD), missing=[CHILD])
 
+    references.assign([2])
     references.load(2, {"p1": stale}, superseded={"p1"})
 
     assert resolved_by(references, CHILD) == [] and references.unchecked() == frozenset()
@@ -140,6 +143,7 @@ def test_a_wait_superseded_by_an_uncommitted_desired_state_is_not_resumed_but_is
 
 def test_when_ad_pending_could_not_be_read_every_convergence_states_its_wait() -> None:
     references = PendingReferences()
+    references.assign([0])
     references.load(0, None)
 
     assert references.record(parent("p1"), 0, ()) == PendingChange("p1", 0, None)
@@ -148,13 +152,43 @@ def test_when_ad_pending_could_not_be_read_every_convergence_states_its_wait() -
     assert waiting is not None and waiting.record is not None
 
 
-def test_reloading_a_partition_replaces_its_waits(pending: PendingReferences) -> None:
+def test_a_partition_revoked_and_assigned_again_takes_its_waits_from_ad_pending(pending: PendingReferences) -> None:
     pending.record(parent("old", CHILD), 0, {CHILD})
 
+    pending.forget([0])
+    pending.assign([0])
     pending.load(0, {"new": PendingGroup(desired=parent("new", OTHER), missing=[OTHER])})
 
     assert resolved_by(pending, CHILD) == []
     assert [w.desired.group_id for w in resolved_by(pending, OTHER)] == ["new"]
+
+
+def test_what_is_converged_while_a_partition_loads_is_newer_than_what_is_read() -> None:
+    references = PendingReferences()
+    references.assign([0])
+    # Converged before ad.pending has been read: the wait state is unknown, so both are written.
+    assert references.record(parent("p1"), 0, ()) == PendingChange("p1", 0, None)
+    assert references.record(parent("p2", OTHER), 0, {OTHER}) is not None
+
+    read = {  # the read may or may not see those writes: older records must not win
+        "p1": PendingGroup(desired=parent("p1", CHILD), missing=[CHILD]),
+        "p3": PendingGroup(desired=parent("p3", CHILD), missing=[CHILD]),
+    }
+    references.load(0, read)
+
+    assert [w.desired.group_id for w in resolved_by(references, CHILD, OTHER)] == ["p2", "p3"]
+    assert references.record(parent("p2"), 0, ()) == PendingChange("p2", 0, None)
+    assert references.record(parent("p1"), 0, ()) is None  # its tombstone was written already
+
+
+def test_a_load_for_a_partition_revoked_meanwhile_is_ignored() -> None:
+    references = PendingReferences()
+    references.assign([0])
+    references.forget([0])
+
+    references.load(0, {"p1": PendingGroup(desired=parent("p1", CHILD), missing=[CHILD])})
+
+    assert len(references) == 0 and references.record(parent("p1"), 0, ()) is None
 
 
 class RecordingProducer:
@@ -180,6 +214,7 @@ def convergence(state: DesiredGroup, missing: set[str], created: str | None = No
 async def test_settling_writes_the_wait_to_the_parents_partition_and_announces_a_creation() -> None:
     producer = RecordingProducer()
     edge = PendingKafka(KafkaSettings(), producer)  # type: ignore[arg-type]
+    edge.references.assign([2])
     edge.references.load(2, {})
     state = parent("parent", CHILD)
 
