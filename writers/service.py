@@ -178,6 +178,7 @@ class WriterService:
     # -- one batch ------------------------------------------------------------------------------
     async def _converge(self, batches: dict[TopicPartition, list[ConsumerRecord]], stop: asyncio.Event) -> None:
         assert self._producer is not None
+        self._fetching(False)
         records = latest_per_group(batches)
         acks: list[asyncio.Future[object]] = []
         for index, record in enumerate(records):
@@ -232,6 +233,22 @@ class WriterService:
             # The partitions moved to another writer meanwhile; it converges the same states again,
             # which is harmless because the writer is level-triggered.
             log.warning("writer %s could not commit %s: %s", self.name, offsets, exc)
+        self._fetching(True)
+
+    def _fetching(self, on: bool) -> None:
+        """Stop both consumers fetching while a batch converges, and let them fetch again after.
+
+        A caught-up consumer fetches in a loop, and the embedded broker answers an empty fetch at
+        once instead of waiting fetch_max_wait_ms: while a batch converges that loop took a core
+        from the DC (docs/benchmarks.md). The partitions held for the DC or quarantine stay paused.
+        """
+        assert self._consumer is not None and self._control is not None
+        if on:
+            self._control.resume(*self._control.assignment())
+            self._hold_or_resume()
+        else:
+            self._control.pause(*self._control.assignment())
+            self._consumer.pause(*self._consumer.assignment())
 
     async def _provision(self, record: ConsumerRecord) -> ProvisioningResult:
         """The result for one record; raises DirectoryUnavailable or BindRejected when AD cannot decide."""
