@@ -24,7 +24,7 @@ from schemas.config import AdSettings
 from writers import dn as dns
 from writers.connection import close, connect
 from writers.errors import DirectoryUnavailable, ForeignObjectError, ObjectError
-from writers.reconcile import ANCHOR_ATTRIBUTE, AdGroup, Plan
+from writers.reconcile import ANCHOR_ATTRIBUTE, MEMBER_CHUNK, AdGroup, AttributeChange, Plan
 
 log = logging.getLogger(__name__)
 
@@ -137,15 +137,16 @@ class Directory:
     def apply(self, plan: Plan, current: AdGroup | None, applied: Applied) -> None:
         """Carry out a plan. Raises ObjectError at the first step AD rejects; `applied` records the rest."""
         if plan.action == "create":
-            assert plan.dn is not None
-            self._create(plan.dn, plan.create_attributes)
-            applied.created = plan.dn
-            applied.done.append(f"created {plan.dn}")
-            target = plan.dn
-        else:
-            assert current is not None, "only a create has no AD object"
-            # Address the object by objectGUID: immune to renames, and no DN escaping involved.
-            target = f"<GUID={current.object_guid}>"
+            self._create(plan, applied)
+            return
+        assert current is not None, "only a create has no AD object"
+        # Address the object by objectGUID: immune to renames, and no DN escaping involved.
+        target = f"<GUID={current.object_guid}>"
+        if plan.action == "delete" or plan.relocation is not None:
+            # A delete cannot be undone and a rename or move changes which DN the object holds, so both
+            # re-read the anchor right before. Attribute and member modifies skip it: they go by the
+            # objectGUID find_group read moments ago on this connection, a GUID never passes to another
+            # object, and a re-check would leave the same race between itself and the write.
             self._recheck_anchor(target, current)
         if plan.action == "delete":
             self._write("delete", current.dn, lambda c: c.delete(target))
@@ -160,29 +161,79 @@ class Directory:
                 lambda c: c.modify_dn(target, relocation.new_rdn, new_superior=relocation.parent),
             )
             if result["result"] == ENTRY_ALREADY_EXISTS:
-                self._raise_conflict(relocation.new_dn, current.anchor if current else None, result)
+                self._raise_conflict(relocation.new_dn, current.anchor, result)
             _check(result, "rename/move", relocation.old_dn)
             applied.done.append(f"moved {relocation.old_dn} to {relocation.new_dn}")
-        if plan.changes:
-            modification = {
-                change.name: [(ldap3.MODIFY_REPLACE, list(change.new)) if change.new else (ldap3.MODIFY_DELETE, [])]
-                for change in plan.changes
-            }
-            self._write("modify", plan.dn or target, lambda c: c.modify(target, modification))
-            applied.done.append("updated " + ", ".join(change.name for change in plan.changes))
-        for chunk in plan.members_to_add:
-            applied.members_added += self._change_members(target, plan.dn or target, ldap3.MODIFY_ADD, chunk, applied)
-        for chunk in plan.members_to_remove:
-            removed = self._change_members(target, plan.dn or target, ldap3.MODIFY_DELETE, chunk, applied)
-            applied.members_removed += removed
+        name = plan.dn or target
+        if not self._modify_at_once(target, name, plan, applied):
+            self._modify_step_by_step(target, name, plan, applied)
 
-    def _create(self, target: str, attributes: Mapping[str, Any]) -> None:
-        object_classes = attributes["objectClass"]
-        values = {name: value for name, value in attributes.items() if name != "objectClass"}
-        result = self._call("add", target, lambda c: c.add(target, object_classes, values))
+    def _modify_at_once(self, target: str, name: str, plan: Plan, applied: Applied) -> bool:
+        """One modify with the attribute changes and both member operations; False if not sent or rejected.
+
+        Only when the members fit one chunk, and only when the plan has more than one operation (a
+        single one is already one modify on the step-by-step path). AD applies a modify entirely or
+        not at all, so after any rejection the step-by-step path starts from the same AD state and
+        sorts it out: members already there or gone and missing members by halving, anything else
+        reported by the step it belongs to, as before.
+        """
+        member_values = sum(len(chunk) for chunk in (*plan.members_to_add, *plan.members_to_remove))
+        operations = bool(plan.changes) + len(plan.members_to_add) + len(plan.members_to_remove)
+        if member_values > MEMBER_CHUNK or operations < 2:
+            return False
+        modification = _attribute_modification(plan.changes)
+        members = [
+            *((ldap3.MODIFY_ADD, list(chunk)) for chunk in plan.members_to_add),
+            *((ldap3.MODIFY_DELETE, list(chunk)) for chunk in plan.members_to_remove),
+        ]
+        if members:
+            modification["member"] = members
+        if self._call("modify", name, lambda c: c.modify(target, modification))["result"] != SUCCESS:
+            return False
+        if plan.changes:
+            applied.done.append(_updated(plan.changes))
+        applied.members_added += sum(len(chunk) for chunk in plan.members_to_add)
+        applied.members_removed += sum(len(chunk) for chunk in plan.members_to_remove)
+        return True
+
+    def _modify_step_by_step(self, target: str, name: str, plan: Plan, applied: Applied) -> None:
+        """The attribute changes, then each member chunk in a modify of its own, halving rejected chunks."""
+        if plan.changes:
+            modification = _attribute_modification(plan.changes)
+            self._write("modify", name, lambda c: c.modify(target, modification))
+            applied.done.append(_updated(plan.changes))
+        for chunk in plan.members_to_add:
+            applied.members_added += self._change_members(target, name, ldap3.MODIFY_ADD, chunk, applied)
+        for chunk in plan.members_to_remove:
+            applied.members_removed += self._change_members(target, name, ldap3.MODIFY_DELETE, chunk, applied)
+
+    def _create(self, plan: Plan, applied: Applied) -> None:
+        """Add the group with its first chunk of members in the add itself, the rest in member modifies."""
+        assert plan.dn is not None
+        target, attributes, chunks = plan.dn, plan.create_attributes, plan.members_to_add
+        inline = chunks[0] if chunks else ()
+        result = self._add(target, attributes, inline)
+        if inline and result["result"] not in (SUCCESS, ENTRY_ALREADY_EXISTS):
+            # AD rejects the whole add for one member value (32 for a member that does not exist).
+            # Added without members, the group gets them through the modifies that halve such a
+            # chunk down to the value and warn; a rejection about the group itself recurs on this
+            # add and is reported as before.
+            inline = ()
+            result = self._add(target, attributes, inline)
         if result["result"] == ENTRY_ALREADY_EXISTS:
             self._raise_conflict(target, attributes.get(ANCHOR_ATTRIBUTE), result)
         _check(result, "create", target)
+        applied.created = target
+        applied.done.append(f"created {target}")
+        applied.members_added += len(inline)
+        for chunk in chunks[1:] if inline else chunks:
+            applied.members_added += self._change_members(target, target, ldap3.MODIFY_ADD, chunk, applied)
+
+    def _add(self, target: str, attributes: Mapping[str, Any], members: tuple[str, ...]) -> Mapping[str, Any]:
+        values = {name: value for name, value in attributes.items() if name != "objectClass"}
+        if members:
+            values["member"] = list(members)
+        return self._call("add", target, lambda c: c.add(target, attributes["objectClass"], values))
 
     def _raise_conflict(self, target: str, anchor: str | None, result: Mapping[str, Any]) -> None:
         """entryAlreadyExists: name the object in the way when it is not ours; else report AD's reason."""
@@ -360,6 +411,17 @@ class Directory:
         if result["result"] in TRANSIENT_CODES:
             raise DirectoryUnavailable(f"the DC at {self.settings.url} answered {_describe(result)} to {what}")
         return result, response
+
+
+def _attribute_modification(changes: Iterable[AttributeChange]) -> dict[str, list[tuple[str, list[str]]]]:
+    return {
+        change.name: [(ldap3.MODIFY_REPLACE, list(change.new)) if change.new else (ldap3.MODIFY_DELETE, [])]
+        for change in changes
+    }
+
+
+def _updated(changes: Iterable[AttributeChange]) -> str:
+    return "updated " + ", ".join(change.name for change in changes)
 
 
 def _check(result: Mapping[str, Any], operation: str, name: str) -> None:
