@@ -46,7 +46,8 @@ from writers.directory import Directory
 from writers.errors import DirectoryUnavailable
 from writers.health import HealthServer
 from writers.metrics import WriterMetrics
-from writers.provision import provision
+from writers.pending_kafka import PendingKafka
+from writers.provision import converge
 from writers.quarantine import Quarantine, QuarantinePolicy, outcome_of
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class WriterService:
         self._ldap = ThreadPoolExecutor(max_workers=1, thread_name_prefix="e2ad-ldap")
         self._consumer: AIOKafkaConsumer | None = None
         self._control: AIOKafkaConsumer | None = None
+        self._pending: PendingKafka | None = None  # nested groups in any order
         self._producer: AIOKafkaProducer | None = None
         self._health: HealthServer | None = None
         self._ldap_closed = False
@@ -86,6 +88,9 @@ class WriterService:
             self._producer = kafka.producer(self.settings.kafka)
             await self._producer.start()
             self._control = await _broadcast_reader(self.settings, topics.CONTROL)
+            # Follows ad.created from before joining the group, so no creation goes unseen.
+            self._pending = PendingKafka(self.settings.kafka, self._producer)
+            await self._pending.start()
             if self.settings.writer.web_port is not None:
                 web = self.settings.writer
                 self._health = HealthServer(web.web_host, web.web_port, self.status, self.metrics.registry)
@@ -122,6 +127,8 @@ class WriterService:
             if self._resume_at is not None and loop.time() >= self._resume_at:
                 self._resume_at = None
                 self._hold_or_resume()
+            if not self.holding:
+                await self._converge_waiting_parents()
             # Paused partitions return nothing, but polling keeps the writer in its group.
             batches = await self._consumer.getmany(timeout_ms=POLL_TIMEOUT_MS)
             if batches:
@@ -135,6 +142,9 @@ class WriterService:
             if consumer is not None:
                 await consumer.stop()
         self._consumer = self._control = None
+        if self._pending is not None:
+            await self._pending.stop()
+            self._pending = None
         if self._producer is not None:
             # A writer that stops cleanly leaves e2ad.status (a tombstone); a killed one stays with its last state.
             with contextlib.suppress(KafkaError):
@@ -185,13 +195,14 @@ class WriterService:
             if stop.is_set():
                 return await self._settle(batches, records[index:], acks)
             try:
-                result = await self._provision(record)
+                result, pending_acks = await self._provision(record)
             except DirectoryUnavailable as exc:
                 await self._ad_unavailable(exc)
                 return await self._settle(batches, records[index:], acks)
             except BindRejected as exc:
                 await self._credentials_rejected(exc)
                 return await self._settle(batches, records[index:], acks)
+            acks.extend(pending_acks)
             acks.append(await self._producer.send(topics.AD_RESULTS, topics.encode(result), key=record.key))
             if result.status == "failure":
                 acks.append(await self._dead_letter(record, result))
@@ -250,19 +261,55 @@ class WriterService:
             self._control.pause(*self._control.assignment())
             self._consumer.pause(*self._consumer.assignment())
 
-    async def _provision(self, record: ConsumerRecord) -> ProvisioningResult:
-        """The result for one record; raises DirectoryUnavailable or BindRejected when AD cannot decide."""
+    async def _provision(self, record: ConsumerRecord) -> tuple[ProvisioningResult, list[asyncio.Future[object]]]:
+        """The result for one record, and the sends its wait for nested groups needs acknowledged.
+
+        Raises DirectoryUnavailable or BindRejected when AD cannot decide.
+        """
         try:
             desired = topics.decode(DesiredGroup, record.value)
         except pydantic.ValidationError as exc:
-            return _invalid_record(record, exc, self.name)
-        return await self._on_ldap_thread(
-            provision,
+            return _invalid_record(record, exc, self.name), []
+        return await self._decide(desired, record.partition)
+
+    async def _decide(
+        self, desired: DesiredGroup, partition: int
+    ) -> tuple[ProvisioningResult, list[asyncio.Future[object]]]:
+        assert self._pending is not None
+        convergence = await self._on_ldap_thread(
+            converge,
             self._directory,
             desired,
             default_container=self.settings.provisioning.target_container,
             writer=self.name,
         )
+        return convergence.result, await self._pending.settle(desired, partition, convergence)
+
+    async def _converge_waiting_parents(self) -> None:
+        """Converge again the parents whose missing nested groups now exist (announced or found).
+
+        Their ad.desired records are committed already; ad.pending holds their wait, and a parent
+        stays due until it is converged, so a DC outage here only postpones it.
+        """
+        assert self._pending is not None and self._producer is not None
+        try:
+            for waiting in await self._pending.due(self._resolve):
+                result, acks = await self._decide(waiting.desired, waiting.partition)
+                acks.append(
+                    await self._producer.send(topics.AD_RESULTS, topics.encode(result), key=topics.key(result.group_id))
+                )
+                await asyncio.gather(*acks)
+                log.info(
+                    "%s %s %s (nested group now in AD): %s", result.action, result.status, result.anchor, result.dn
+                )
+                self.metrics.decided(result)
+        except DirectoryUnavailable as exc:
+            await self._ad_unavailable(exc)
+        except BindRejected as exc:
+            await self._credentials_rejected(exc)
+
+    async def _resolve(self, anchors: frozenset[str]) -> dict[str, object]:
+        return await self._on_ldap_thread(self._directory.resolve_groups, anchors)
 
     async def _dead_letter(self, record: ConsumerRecord, result: ProvisioningResult) -> asyncio.Future[object]:
         """The desired state as it came (so it can be re-published as is), the reason in headers."""
@@ -378,10 +425,13 @@ class _HoldNewPartitions(ConsumerRebalanceListener):  # type: ignore[misc]
     service: WriterService
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        pass
+        if self.service._pending is not None:
+            self.service._pending.revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.service._hold_or_resume()
+        if self.service._pending is not None and self.service._consumer is not None:
+            await self.service._pending.assigned(self.service._consumer, assigned)
 
 
 async def _broadcast_reader(settings: Settings, topic: str) -> AIOKafkaConsumer:
