@@ -316,7 +316,6 @@ async def _eventually(poll: Callable[[], Any], timeout: float = 10.0) -> Any:
     return found
 
 
-@pytest.mark.skip(reason="needs the pending-reference hooks in service.py")
 @pytest.mark.parametrize("order", ["parent first", "child first"])
 async def test_a_running_writer_completes_nested_groups_in_either_order(
     kafka_settings: KafkaSettings, ad_settings: AdSettings, ad_admin, test_ou: str, order: str
