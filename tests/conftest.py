@@ -59,10 +59,13 @@ def test_ou(ad_settings: AdSettings) -> Iterator[str]:
     ou = f"OU=t-{uuid.uuid4().hex[:10]},{ad_settings.base_dn}"
     conn.add(ou, "organizationalUnit")
     assert conn.result["result"] == 0, conn.result
+    conn.unbind()
     try:
         yield ou
     finally:
-        # tree delete (1.2.840.113556.1.4.805): the OU and everything the test left in it
+        # A new connection: a fault test may have restarted the DC meanwhile. Tree delete
+        # (1.2.840.113556.1.4.805): the OU and everything the test left in it.
+        conn = _admin_connection(ad_settings, ldap3)
         conn.delete(ou, controls=[("1.2.840.113556.1.4.805", True, None)])
         conn.unbind()
 

@@ -128,7 +128,7 @@ class WriterService:
                 self._resume_at = None
                 self._hold_or_resume()
             if not self.holding:
-                await self._converge_waiting_parents()
+                await self._converge_waiting_parents(stop)
             # Paused partitions return nothing, but polling keeps the writer in its group.
             batches = await self._consumer.getmany(timeout_ms=POLL_TIMEOUT_MS)
             if batches:
@@ -203,18 +203,31 @@ class WriterService:
                 await self._credentials_rejected(exc)
                 return await self._settle(batches, records[index:], acks)
             acks.extend(pending_acks)
-            acks.append(await self._producer.send(topics.AD_RESULTS, topics.encode(result), key=record.key))
-            if result.status == "failure":
-                acks.append(await self._dead_letter(record, result))
-            log.info("%s %s %s: %s", result.action, result.status, result.anchor, result.dn or "-")
-            self.metrics.decided(result)
-            await self._ad_available()
-            if self.quarantine.record(result.group_id, outcome_of(result.status)):
-                await self._quarantine_changed()
-                if not self.quarantine.writing:
-                    return await self._settle(batches, records[index + 1 :], acks)
-            self.metrics.failing_groups.set(self.quarantine.failing)
+            source = f"{record.topic}/{record.partition}@{record.offset}"
+            await self._decided(result, record.key, record.value, acks, source)
+            if not self.quarantine.writing:
+                return await self._settle(batches, records[index + 1 :], acks)
         await self._settle(batches, [], acks)
+
+    async def _decided(
+        self,
+        result: ProvisioningResult,
+        key: bytes,
+        desired: bytes,
+        acks: list[asyncio.Future[object]],
+        source: str = topics.AD_PENDING,
+    ) -> None:
+        """Log one decision (ad.results; a failure also on ad.dead-letter) and count it for quarantine."""
+        assert self._producer is not None
+        acks.append(await self._producer.send(topics.AD_RESULTS, topics.encode(result), key=key))
+        if result.status == "failure":
+            acks.append(await self._dead_letter(key, desired, source, result))
+        log.info("%s %s %s: %s", result.action, result.status, result.anchor, result.dn or "-")
+        self.metrics.decided(result)
+        await self._ad_available()
+        if self.quarantine.record(result.group_id, outcome_of(result.status)):
+            await self._quarantine_changed()
+        self.metrics.failing_groups.set(self.quarantine.failing)
 
     async def _settle(
         self,
@@ -285,24 +298,20 @@ class WriterService:
         )
         return convergence.result, await self._pending.settle(desired, partition, convergence)
 
-    async def _converge_waiting_parents(self) -> None:
+    async def _converge_waiting_parents(self, stop: asyncio.Event) -> None:
         """Converge again the parents whose missing nested groups now exist (announced or found).
 
         Their ad.desired records are committed already; ad.pending holds their wait, and a parent
-        stays due until it is converged, so a DC outage here only postpones it.
+        stays due until it is converged, so a DC outage or a stop here only postpones it.
         """
         assert self._pending is not None and self._producer is not None
         try:
             for waiting in await self._pending.due(self._resolve):
+                if stop.is_set():
+                    return
                 result, acks = await self._decide(waiting.desired, waiting.partition)
-                acks.append(
-                    await self._producer.send(topics.AD_RESULTS, topics.encode(result), key=topics.key(result.group_id))
-                )
+                await self._decided(result, topics.key(result.group_id), topics.encode(waiting.desired), acks)
                 await asyncio.gather(*acks)
-                log.info(
-                    "%s %s %s (nested group now in AD): %s", result.action, result.status, result.anchor, result.dn
-                )
-                self.metrics.decided(result)
         except DirectoryUnavailable as exc:
             await self._ad_unavailable(exc)
         except BindRejected as exc:
@@ -311,16 +320,18 @@ class WriterService:
     async def _resolve(self, anchors: frozenset[str]) -> dict[str, object]:
         return await self._on_ldap_thread(self._directory.resolve_groups, anchors)
 
-    async def _dead_letter(self, record: ConsumerRecord, result: ProvisioningResult) -> asyncio.Future[object]:
+    async def _dead_letter(
+        self, key: bytes, desired: bytes, source: str, result: ProvisioningResult
+    ) -> asyncio.Future[object]:
         """The desired state as it came (so it can be re-published as is), the reason in headers."""
         assert self._producer is not None
         headers = [
             ("e2ad-error", (result.error_message or "").encode()),
             ("e2ad-error-code", str(result.error_code or "").encode()),
-            ("e2ad-source", f"{record.topic}/{record.partition}@{record.offset}".encode()),
+            ("e2ad-source", source.encode()),
             ("e2ad-result-id", result.id.encode()),
         ]
-        return await self._producer.send(topics.AD_DEAD_LETTER, record.value, key=record.key, headers=headers)
+        return await self._producer.send(topics.AD_DEAD_LETTER, desired, key=key, headers=headers)
 
     # -- faults, quarantine and commands --------------------------------------------------------
     @property
