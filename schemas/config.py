@@ -12,6 +12,16 @@ GRAPH_PUBLIC_CLOUD = "https://graph.microsoft.com/v1.0"
 AUTHORITY_PUBLIC_CLOUD = "https://login.microsoftonline.com"
 
 
+def _json_from_environment(value: object) -> object:
+    """A collection given as one environment variable arrives as JSON text; anything else as it is."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError as exc:
+            raise ValueError(f"expected JSON: {exc}") from None
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -134,16 +144,8 @@ class WriterSettings(_Section):
     web_host: str = "127.0.0.1"
     web_port: int | None = Field(None, ge=0, le=65535)
 
-    @field_validator("quarantine_retry_seconds", mode="before")
-    @classmethod
-    def _list_from_environment(cls, value: object) -> object:
-        # From E2AD_WRITER__QUARANTINE_RETRY_SECONDS as a JSON list, e.g. [1, 2, 4].
-        if isinstance(value, str):
-            try:
-                return json.loads(value)
-            except ValueError as exc:
-                raise ValueError(f"expected a JSON list of seconds: {exc}") from None
-        return value
+    # From E2AD_WRITER__QUARANTINE_RETRY_SECONDS as a JSON list, e.g. [1, 2, 4].
+    _list_from_environment = field_validator("quarantine_retry_seconds", mode="before")(_json_from_environment)
 
     @field_validator("quarantine_retry_seconds")
     @classmethod
@@ -165,17 +167,8 @@ class Settings(_Section):
     # maps the container, e.g. with Switch([displayName], …)); checked when the file is loaded.
     mappings: dict[str, str] = Field(default_factory=dict)
     tokens: dict[str, str] = Field(default_factory=dict)  # values of %Token% placeholders
-
-    @field_validator("mappings", "tokens", mode="before")
-    @classmethod
-    def _json_from_environment(cls, value: object) -> object:
-        # From E2AD_MAPPINGS / E2AD_TOKENS as a JSON object: attribute names keep their case.
-        if isinstance(value, str):
-            try:
-                return json.loads(value)
-            except ValueError as exc:
-                raise ValueError(f"expected a JSON object: {exc}") from None
-        return value
-
     state_dir: Path | None = None  # local services' data; default ~/.local/state/e2ad
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # From E2AD_MAPPINGS / E2AD_TOKENS as a JSON object: attribute names keep their case.
+    _maps_from_environment = field_validator("mappings", "tokens", mode="before")(_json_from_environment)
