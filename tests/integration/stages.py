@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -87,3 +88,53 @@ class TopicWatcher:
                         self.seen.append(record)
                         if condition(record):
                             return record
+
+
+class FlakyDc:
+    """A TCP proxy in front of the DC that can fail like the DC: refuse new connections, cut open ones."""
+
+    def __init__(self, url: str) -> None:
+        host_port = url.split("://", 1)[1]
+        self.target_host, _, port = host_port.partition(":")
+        self.target_port = int(port or 636)
+        self.up = True
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+
+    async def __aenter__(self) -> FlakyDc:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, family=socket.AF_INET)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self.stop()
+        self._server.close()
+
+    def stop(self) -> None:
+        self.up = False
+        for writer in self._open:
+            writer.transport.abort()
+
+    def start(self) -> None:
+        self.up = True
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.up:
+            writer.transport.abort()
+            return
+        up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
+        self._open |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        try:
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        finally:
+            self._open -= {writer, up_writer}

@@ -7,9 +7,7 @@ publishes desired states and waits for their provisioning-log records.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
-import socket
 import uuid
 from collections.abc import AsyncIterator
 
@@ -23,6 +21,7 @@ from schemas import topics
 from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings
 from schemas.desired import UNIVERSAL_SECURITY_GROUP, DesiredGroup, DesiredMember, anchor_of
 from schemas.results import ProvisioningResult
+from tests.integration.stages import FlakyDc
 from writers.directory import Applied, Directory
 from writers.reconcile import Plan, member_value
 from writers.service import CONSUMER_GROUP, WriterService
@@ -411,10 +410,11 @@ async def test_a_burst_of_states_collapses_to_the_latest(writer: Harness, ad_adm
 async def test_unreachable_dc_is_retried_and_nothing_is_committed_meanwhile(
     kafka_settings: KafkaSettings, ad_settings: AdSettings, test_ou: str, ad_admin
 ) -> None:
-    async with _Proxy(ad_settings.url) as proxy:
+    async with FlakyDc(ad_settings.url) as dc:
+        dc.stop()
         settings = Settings(
             kafka=kafka_settings,
-            ad=ad_settings.model_copy(update={"url": f"ldaps://127.0.0.1:{proxy.port}"}),
+            ad=ad_settings.model_copy(update={"url": f"ldaps://127.0.0.1:{dc.port}"}),
             provisioning=ProvisioningSettings(target_container=test_ou),
         )
         async with Harness(settings) as harness:
@@ -425,7 +425,7 @@ async def test_unreachable_dc_is_retried_and_nothing_is_committed_meanwhile(
             assert harness.results == []
             assert await _committed(kafka_settings) == 0
 
-            proxy.open = True
+            dc.start()
             [result] = await harness.wait_results({state.group_id}, after=0)
 
             assert result.status == "success"
@@ -444,42 +444,6 @@ async def _committed(settings: KafkaSettings) -> int:
         return sum(offset or 0 for offset in committed)
     finally:
         await reader.stop()
-
-
-class _Proxy:
-    """A TCP proxy to the DC that refuses connections until `open` is set: a DC that is down."""
-
-    def __init__(self, url: str) -> None:
-        host_port = url.split("://", 1)[1]
-        self.target_host, _, port = host_port.partition(":")
-        self.target_port = int(port or 636)
-        self.open = False
-        self.port = 0
-        self._server: asyncio.Server | None = None
-
-    async def __aenter__(self) -> _Proxy:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, family=socket.AF_INET)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self.open:
-            writer.close()
-            return
-        up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(ConnectionError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
 
 def test_member_chunks_rejected_for_one_value_are_retried_value_by_value(

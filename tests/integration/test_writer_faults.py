@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import sys
 import time
 import uuid
@@ -29,7 +28,7 @@ from schemas import topics
 from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings, WriterSettings
 from schemas.status import WriterStatus
 from tests.conftest import _admin_connection
-from tests.integration.stages import TopicWatcher
+from tests.integration.stages import FlakyDc, TopicWatcher
 from tests.integration.test_writer import Harness, _committed, desired, read_group, renamed
 from writers.quarantine import CREDENTIALS, ESCROW
 
@@ -63,56 +62,6 @@ def gauge(harness: Harness, name: str) -> float | None:
 
 
 # -- the DC goes away in the middle of a stream -----------------------------------------------
-class FlakyDc:
-    """A TCP proxy in front of the DC that can fail like the DC: refuse new connections, cut open ones."""
-
-    def __init__(self, url: str) -> None:
-        host_port = url.split("://", 1)[1]
-        self.target_host, _, port = host_port.partition(":")
-        self.target_port = int(port or 636)
-        self.up = True
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._open: set[asyncio.StreamWriter] = set()
-
-    async def __aenter__(self) -> FlakyDc:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, family=socket.AF_INET)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self.stop()
-        self._server.close()
-
-    def stop(self) -> None:
-        self.up = False
-        for writer in self._open:
-            writer.transport.abort()
-
-    def start(self) -> None:
-        self.up = True
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self.up:
-            writer.transport.abort()
-            return
-        up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
-        self._open |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(ConnectionError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        try:
-            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        finally:
-            self._open -= {writer, up_writer}
-
-
 async def outage_mid_stream(
     harness: Harness,
     ou: str,
