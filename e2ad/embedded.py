@@ -65,14 +65,7 @@ def _on_local_services(settings: Settings, endpoints: Endpoints) -> Settings:
     if settings.kafka.bootstrap_servers == KafkaSettings().bootstrap_servers:
         update["kafka"] = settings.kafka.model_copy(update={"bootstrap_servers": endpoints.kafka_bootstrap})
     if settings.ad.bind_dn is None:
-        update["ad"] = AdSettings(
-            url=endpoints.ad_url,
-            bind_dn=endpoints.ad_bind_dn,
-            bind_password=endpoints.ad_bind_password,
-            base_dn=endpoints.ad_base_dn,
-            ca_file=endpoints.ad_ca_file,
-            tls_server_name=endpoints.ad_tls_server_name,
-        )
+        update["ad"] = endpoints.ad_settings()
     base_dn = (update.get("ad") or settings.ad).base_dn
     if settings.provisioning.target_container is None:
         update["provisioning"] = ProvisioningSettings(

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from e2ad.kafka import wait_until_ready
+from schemas.config import AdSettings
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,17 @@ class Endpoints:
     ad_base_dn: str
     ad_ca_file: str
     ad_tls_server_name: str
+
+    def ad_settings(self) -> AdSettings:
+        """Settings that reach the local DC as its administrator, validating its certificate."""
+        return AdSettings(
+            url=self.ad_url,
+            bind_dn=self.ad_bind_dn,
+            bind_password=self.ad_bind_password,
+            base_dn=self.ad_base_dn,
+            ca_file=Path(self.ad_ca_file),
+            tls_server_name=self.ad_tls_server_name,
+        )
 
     def as_environment(self) -> dict[str, str]:
         return {

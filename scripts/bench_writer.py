@@ -472,15 +472,7 @@ def remove_leftovers(ad: AdSettings, bench_ou: str) -> None:
 
 
 def ad_settings() -> AdSettings:
-    endpoints = LocalServices().endpoints(bootstrap="")
-    return AdSettings(
-        url=endpoints.ad_url,
-        bind_dn=endpoints.ad_bind_dn,
-        bind_password=endpoints.ad_bind_password,
-        base_dn=endpoints.ad_base_dn,
-        ca_file=Path(endpoints.ad_ca_file),
-        tls_server_name=endpoints.ad_tls_server_name,
-    )
+    return LocalServices().endpoints(bootstrap="").ad_settings()
 
 
 def arguments() -> argparse.Namespace:

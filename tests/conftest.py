@@ -40,14 +40,7 @@ def dc_endpoints(dc_services: LocalServices) -> Endpoints:
 
 @pytest.fixture(scope="session")
 def ad_settings(dc_endpoints: Endpoints) -> AdSettings:
-    return AdSettings(
-        url=dc_endpoints.ad_url,
-        bind_dn=dc_endpoints.ad_bind_dn,
-        bind_password=dc_endpoints.ad_bind_password,
-        base_dn=dc_endpoints.ad_base_dn,
-        ca_file=Path(dc_endpoints.ad_ca_file),
-        tls_server_name=dc_endpoints.ad_tls_server_name,
-    )
+    return dc_endpoints.ad_settings()
 
 
 @pytest.fixture
