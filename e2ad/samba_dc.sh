@@ -3,7 +3,8 @@
 #
 #   samba_dc.sh install                  install Debian's AD DC packages when missing
 #   samba_dc.sh provision DIR            provision a domain into DIR (Windows Server 2016 schema)
-#   samba_dc.sh start DIR                start the DC provisioned in DIR on loopback, wait for LDAP
+#   samba_dc.sh start DIR                start the DC provisioned in DIR on loopback, wait for LDAP;
+#                                        writes DIR/etc/krb5-client.conf (KRB5_CONFIG for Kerberos binds)
 #   samba_dc.sh stop DIR                 stop it by the pid in DIR/run/samba.pid
 #   samba_dc.sh status DIR               exit 0 when running and answering LDAP
 #   samba_dc.sh clone SRC DST            copy a stopped, provisioned DC directory and fix its paths
@@ -98,7 +99,26 @@ ldap_up() {  # anonymous rootDSE, then an authenticated base search
     -b "$BASEDN" --scope=base dn 2>/dev/null | grep -q "^dn: "
 }
 
+client_krb5_conf() {  # for Kerberos binds to this DC: its KDC on loopback, no DNS look-ups
+  local realm_lower; realm_lower=$(echo "$REALM" | tr 'A-Z' 'a-z')
+  cat > "$DIR/etc/krb5-client.conf" <<EOF
+[libdefaults]
+	default_realm = $REALM
+	dns_lookup_realm = false
+	dns_lookup_kdc = false
+	rdns = false
+	dns_canonicalize_hostname = false
+[realms]
+	$REALM = {
+		kdc = 127.0.0.1
+	}
+[domain_realm]
+	.$realm_lower = $REALM
+EOF
+}
+
 start() {
+  client_krb5_conf   # also for DCs provisioned before the file existed, and when already running
   if p=$(running_pid); then log "already running (pid $p)"; return; fi
   samba -D -M prefork -s "$CONF"
   local i=0

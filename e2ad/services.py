@@ -51,6 +51,7 @@ class Endpoints:
     ad_base_dn: str
     ad_ca_file: str
     ad_tls_server_name: str
+    ad_krb5_config: str  # KRB5_CONFIG for Kerberos binds to the local DC (ad.auth kerberos)
 
     def ad_settings(self) -> AdSettings:
         """Settings that reach the local DC as its administrator, validating its certificate."""
@@ -122,6 +123,7 @@ class LocalServices:
             ad_base_dn=DC_BASE_DN,
             ad_ca_file=str(self.dc_dir / "private" / "tls" / "ca.pem"),
             ad_tls_server_name=DC_TLS_SERVER_NAME,
+            ad_krb5_config=str(self.dc_dir / "etc" / "krb5-client.conf"),
         )
 
     # -- Kafka ---------------------------------------------------------------------------------
