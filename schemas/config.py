@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -89,8 +91,14 @@ class WebhookSettings(_Section):
 
 class AdSettings(_Section):
     url: str = "ldaps://127.0.0.1:636"
+    # simple: bind_dn and bind_password; kerberos: SASL GSSAPI (the `kerberos` extra), over the same TLS.
+    auth: Literal["simple", "kerberos"] = "simple"
     bind_dn: str | None = None
     bind_password: SecretStr | None = None
+    # Kerberos: the service principal's client keytab; without one, the process's credential cache
+    # (KRB5CCNAME, e.g. kept fresh by k5start). The principal defaults to the keytab's or cache's first.
+    keytab: Path | None = None
+    kerberos_principal: str | None = None
     base_dn: str | None = None  # the domain's naming context: where anchors are searched
     ca_file: Path | None = None
     # The name the DC's certificate carries, when the URL names it by address (e.g. 127.0.0.1).
@@ -105,6 +113,36 @@ class AdSettings(_Section):
         if self.url.lower().startswith("ldap://") and not (self.start_tls or self.insecure):
             raise ValueError("ad.url is plain ldap://: set ad.start_tls, or ad.insecure to go unencrypted")
         return self
+
+    @model_validator(mode="after")
+    def _credentials_fit_auth(self) -> AdSettings:
+        if self.auth == "simple":
+            unused = [name for name in ("keytab", "kerberos_principal") if getattr(self, name) is not None]
+            if unused:
+                raise ValueError(f"ad.{unused[0]} is only used with ad.auth kerberos (ad.auth is simple)")
+        else:
+            unused = [name for name in ("bind_dn", "bind_password") if getattr(self, name) is not None]
+            if unused:
+                raise ValueError(
+                    f"ad.{unused[0]} is only used with ad.auth simple; Kerberos binds as ad.keytab's principal"
+                )
+            if self.kerberos_host is None:
+                raise ValueError(
+                    "ad.auth kerberos needs the DC's host name: ad.url names it by address, set ad.tls_server_name"
+                )
+        return self
+
+    @property
+    def kerberos_host(self) -> str | None:
+        """The DC's name in its ldap/<host> service principal: the URL's host, or tls_server_name for an address."""
+        host = urlsplit(self.url).hostname
+        if host is None:
+            return self.tls_server_name
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return host
+        return self.tls_server_name
 
 
 class ProvisioningSettings(_Section):

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from e2ad.config import ConfigError, load_settings
+from schemas.config import AdSettings
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -30,6 +31,9 @@ def test_yaml_then_environment_then_secret_files(tmp_path: Path) -> None:
     assert "hunter2" not in repr(settings)  # secrets never reach logs
 
 
+KERBEROS = "ad:\n  auth: kerberos\n  url: ldaps://dc1.corp.example:636\n"
+
+
 @pytest.mark.parametrize(
     ("yaml_text", "environ", "message"),
     [
@@ -39,6 +43,16 @@ def test_yaml_then_environment_then_secret_files(tmp_path: Path) -> None:
         ("graph:\n  tenant_id: t\n", {}, "graph.client_id is required"),
         ("webhook:\n  public_url: https://e2ad.example.com\n", {}, "webhook.client_state is required"),
         ("", {"E2AD_WEBHOOK__CLIENT_STATE": "x" * 129}, "webhook.client_state: Value error, must be 1 to 128"),
+        ("ad:\n  auth: ntlm\n", {}, "ad.auth: Input should be 'simple' or 'kerberos'"),
+        ("ad:\n  keytab: /etc/e2ad.keytab\n", {}, "ad.keytab is only used with ad.auth kerberos"),
+        ("", {"E2AD_AD__KERBEROS_PRINCIPAL": "svc@X"}, "ad.kerberos_principal is only used with ad.auth kerberos"),
+        (KERBEROS + "  bind_dn: CN=svc\n", {}, "ad.bind_dn is only used with ad.auth simple"),
+        (KERBEROS, {"E2AD_AD__BIND_PASSWORD": "x"}, "ad.bind_password is only used with ad.auth simple"),
+        (
+            "ad:\n  auth: kerberos\n  url: ldaps://10.0.0.5\n",
+            {},
+            "needs the DC's host name: ad.url names it by address",
+        ),
         ("- a list\n", {}, "must hold a mapping of sections"),
         ("kafka: [\n", {}, "is not valid YAML"),
     ],
@@ -47,6 +61,20 @@ def test_bad_configuration_names_the_field(tmp_path: Path, yaml_text: str, envir
     with pytest.raises(ConfigError) as caught:
         load_settings(write(tmp_path, yaml_text), environ=environ)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("ad", "host"),
+    [
+        ({"url": "ldaps://dc1.corp.example:636"}, "dc1.corp.example"),
+        ({"url": "ldaps://dc1.corp.example", "tls_server_name": "ldap.corp.example"}, "dc1.corp.example"),
+        ({"url": "ldaps://127.0.0.1:636", "tls_server_name": "DC1.e2ad.test"}, "DC1.e2ad.test"),
+        ({"url": "ldap://[::1]:389", "start_tls": True, "tls_server_name": "DC1.e2ad.test"}, "DC1.e2ad.test"),
+    ],
+)
+def test_kerberos_asks_for_the_dc_by_its_name(ad: dict, host: str) -> None:
+    settings = AdSettings(auth="kerberos", **ad)  # no keytab: the process's credential cache
+    assert settings.kerberos_host == host
 
 
 def test_unreadable_files_are_named(tmp_path: Path) -> None:
