@@ -13,14 +13,13 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 from e2ad import kafka
 from e2ad.pipeline import Pipeline
-from e2ad.services import Endpoints, LocalServices
+from e2ad.services import Endpoints, LocalServices, free_port
 from e2ad.standin.demo import SyncedUser
 from schemas import topics
 from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings, WebhookSettings
@@ -104,7 +103,7 @@ async def _tenant(settings: Settings) -> AsyncIterator[Settings]:
     synced = await asyncio.to_thread(_demo_ad_users, settings.ad)
     async with running_standin() as standin:
         seed_demo_tenant(standin.tenant, synced)
-        port = _free_port()
+        port = free_port()
         simulated = settings.model_copy(
             update={
                 "graph": standin.graph_settings(delta_interval_seconds=60, hint_debounce_seconds=0.2),
@@ -176,9 +175,3 @@ async def _until_stopped_or_failed(stop: asyncio.Event, pipeline: Pipeline) -> N
             raise RuntimeError(f"a stage stopped unexpectedly: {exited}; see its log")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

@@ -131,7 +131,7 @@ class LocalServices:
         record = self._kafka_record()
         if record is None:
             self.kafka_dir.mkdir(parents=True, exist_ok=True)
-            port = _free_port()
+            port = free_port()
             binary = importlib.resources.files("noida_db") / "noida-db"
             if not Path(str(binary)).exists():
                 raise ServiceError("the embedded broker is not installed: pip install 'e2ad[embedded]'")
@@ -210,7 +210,8 @@ def state_summary(endpoints: Endpoints) -> str:
     return json.dumps(asdict(endpoints), indent=2)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -20,6 +19,7 @@ import aiohttp
 import pytest
 
 from e2ad.pipeline import Pipeline
+from e2ad.services import free_port
 from e2ad.standin import GraphStandin, Mutation, running_standin
 from schemas import topics
 from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings, WebhookSettings
@@ -28,12 +28,6 @@ from schemas.results import ProvisioningResult
 from tests.integration.stages import TopicWatcher
 
 CLIENT_STATE = "e2e-client-state-" + uuid.uuid4().hex
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def create_ad_user(ad_admin: Any, ou: str, name: str) -> tuple[str, str]:

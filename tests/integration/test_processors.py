@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import socket
 from pathlib import Path
 
 import aiohttp
 
+from e2ad.services import free_port
 from schemas import topics
 from schemas.changes import GroupChanged, MemberRef, UserChanged
 from schemas.config import KafkaSettings
@@ -28,12 +28,6 @@ def env(kafka_settings: KafkaSettings, tmp_path: Path, web_port: int | None = No
     if web_port is not None:
         variables["E2AD_PROCESSORS__WEB_PORT"] = str(web_port)
     return variables
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_changes_become_desired_states_and_state_survives_a_restart(
