@@ -29,7 +29,7 @@ def running_stage(stage: str, env: dict[str, str], log_path: Path) -> Iterator[s
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "e2ad", stage],
-            env={**os.environ, **env},
+            env=command_environment(env),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -38,6 +38,16 @@ def running_stage(stage: str, env: dict[str, str], log_path: Path) -> Iterator[s
             yield process
         finally:
             stop_stage(process)
+
+
+def command_environment(settings: dict[str, str]) -> dict[str, str]:
+    """The environment of an e2ad process a test starts: these E2AD_… settings and no others.
+
+    Not the session's own E2AD_… variables (E2AD_TEST_KAFKA_BOOTSTRAP, a developer's settings): the
+    process would refuse unknown ones, or run with settings the test did not choose.
+    """
+    inherited = {name: value for name, value in os.environ.items() if not name.startswith("E2AD_")}
+    return {**inherited, **settings}
 
 
 def stop_stage(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import uuid
@@ -13,7 +12,7 @@ from e2ad.pipeline import settings_environment
 from schemas import topics
 from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings
 from schemas.desired import UNIVERSAL_SECURITY_GROUP, DesiredGroup, anchor_of
-from tests.integration.stages import publish
+from tests.integration.stages import command_environment, publish
 
 
 def desired(group_id: str, description: str) -> DesiredGroup:
@@ -37,7 +36,7 @@ def desired(group_id: str, description: str) -> DesiredGroup:
 def reconcile(settings: Settings) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "e2ad", "reconcile"],
-        env={**os.environ, **settings_environment(settings)},
+        env=command_environment(settings_environment(settings)),
         capture_output=True,
         text=True,
         timeout=60,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sys
 import time
 import uuid
@@ -28,7 +27,7 @@ from schemas import topics
 from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings, WriterSettings
 from schemas.status import WriterStatus
 from tests.conftest import _admin_connection
-from tests.integration.stages import FlakyDc, TopicWatcher
+from tests.integration.stages import FlakyDc, TopicWatcher, command_environment
 from tests.integration.test_writer import Harness, _committed, desired, read_group, renamed
 from writers.quarantine import CREDENTIALS, ESCROW
 
@@ -184,7 +183,7 @@ async def e2ad(settings: Settings, *args: str) -> str:
     """The operator's command line, as a process of its own."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "e2ad", *args,
-        env={**os.environ, **settings_environment(settings)},
+        env=command_environment(settings_environment(settings)),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     output, _ = await process.communicate()
