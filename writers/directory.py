@@ -23,7 +23,7 @@ from ldap3.utils.conv import escape_filter_chars
 from schemas.config import AdSettings
 from writers import dn as dns
 from writers.connection import close, connect
-from writers.errors import DirectoryUnavailable, ForeignObjectError, ObjectError
+from writers.errors import DirectoryUnavailable, ForeignObjectError, ObjectError, WrittenMeanwhile
 from writers.reconcile import ANCHOR_ATTRIBUTE, MEMBER_CHUNK, AdGroup, AttributeChange, Plan
 
 log = logging.getLogger(__name__)
@@ -247,6 +247,9 @@ class Directory:
                     code=ENTRY_ALREADY_EXISTS,
                     dn=target,
                 )
+            raise WrittenMeanwhile(
+                f"{target} got the anchor {anchor} from another writer", code=ENTRY_ALREADY_EXISTS, dn=target
+            )
         # Nothing at the DN: another unique value collided, e.g. the sAMAccountName.
         _check(result, "create or rename", target)
 

@@ -6,6 +6,8 @@
   then continue with the next group.
 - Refused: e2ad will not write this change at all (protected group, outside the base DN,
   an incomplete desired state). Same policy as ObjectError, but AD was never asked.
+- WrittenMeanwhile: not a failure the first time. Read the group again and converge what is
+  there now.
 """
 
 from __future__ import annotations
@@ -30,3 +32,8 @@ class ForeignObjectError(ObjectError):
 
 class Refused(Exception):
     """The writer will not make this change (protected group, outside the base DN, invalid state)."""
+
+
+class WrittenMeanwhile(ObjectError):
+    """Our anchor is already at the DN we were writing: another writer converged the group between
+    our read and our write (two writers overlap while partitions move between them)."""

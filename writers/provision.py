@@ -15,7 +15,7 @@ from schemas.desired import DesiredGroup
 from schemas.results import Action, ModifiedAttribute, ProvisioningResult, ProvisioningStep, Status
 from writers import dn as dns
 from writers.directory import Applied, Directory
-from writers.errors import ObjectError, Refused
+from writers.errors import ObjectError, Refused, WrittenMeanwhile
 from writers.reconcile import AdGroup, Plan, Values, plan
 
 StepName = Literal["matching", "referenceResolution", "export"]
@@ -41,6 +41,23 @@ def converge(
     directory: Directory, desired: DesiredGroup, *, default_container: str | None, writer: str | None
 ) -> Convergence:
     """Converge one group: the decision, with the nested groups it still waits for and whether it was created."""
+    try:
+        return _converge_once(directory, desired, default_container=default_container, writer=writer)
+    except WrittenMeanwhile:
+        # Another writer created or moved the group after our read (partitions moving between
+        # writers). What it wrote is ours too: converge from what is there now. A second overlap
+        # in a row is not expected; it fails the group like any rejected write.
+        return _converge_once(directory, desired, default_container=default_container, writer=writer, again=True)
+
+
+def _converge_once(
+    directory: Directory,
+    desired: DesiredGroup,
+    *,
+    default_container: str | None,
+    writer: str | None,
+    again: bool = False,
+) -> Convergence:
     started = time.monotonic()
     steps: list[ProvisioningStep] = []
     current: AdGroup | None = None
@@ -79,6 +96,8 @@ def converge(
         if decided.writes:
             directory.apply(decided, current, applied)
     except (ObjectError, Refused) as exc:
+        if isinstance(exc, WrittenMeanwhile) and not again:
+            raise
         object_error = exc if isinstance(exc, ObjectError) else None
         steps.append(ProvisioningStep(name=stage, status="failure", description=_export_summary(applied, exc)))
         return result(

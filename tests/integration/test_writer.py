@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 
 import ldap3
 import pytest
@@ -23,7 +23,8 @@ from schemas.desired import UNIVERSAL_SECURITY_GROUP, DesiredGroup, DesiredMembe
 from schemas.results import ProvisioningResult
 from tests.integration.stages import FlakyDc
 from writers.directory import Applied, Directory
-from writers.reconcile import Plan, member_value
+from writers.provision import converge
+from writers.reconcile import AdGroup, Plan, member_value
 from writers.service import CONSUMER_GROUP, WriterService
 
 pytestmark = pytest.mark.integration
@@ -294,6 +295,52 @@ async def test_foreign_object_at_the_target_dn_is_never_overwritten(writer: Harn
     assert letter.key == state.group_id.encode() and topics.decode(DesiredGroup, letter.value) == state
     assert foreign in dict(letter.headers)["e2ad-error"].decode()
     assert results[ok.group_id].status == "success"
+
+
+class OvertakenDirectory(Directory):
+    """A writer's real directory whose first read is overtaken: `other` writes right after it."""
+
+    def __init__(self, settings: AdSettings, other: Callable[[], object]) -> None:
+        super().__init__(settings)
+        self._other: Callable[[], object] | None = other
+
+    def find_group(self, anchor: str, managed: Iterable[str] = ()) -> AdGroup | None:
+        found = super().find_group(anchor, managed)
+        if self._other is not None:
+            self._other, other = None, self._other
+            other()
+        return found
+
+
+def test_a_create_overtaken_by_another_writer_converges_the_group_it_created(
+    ad_settings: AdSettings, ad_admin, test_ou: str, users
+) -> None:
+    """Two writers overlap on a group while partitions move: both read "absent", both create."""
+    (_, g0), (u1, g1), *_ = users
+    first = desired(test_ou, name="Overlap", members=[g0])
+    latest = renamed(first, description="the later state").model_copy(
+        update={"members": [DesiredMember(type="user", id=f"entra-{g1}", object_guid=str(g1))]}
+    )
+    other, overtaken = Directory(ad_settings), None
+    try:
+        earlier = []
+        overtaken = OvertakenDirectory(
+            ad_settings,
+            lambda: earlier.append(converge(other, first, default_container=test_ou, writer="other")),
+        )
+        convergence = converge(overtaken, latest, default_container=test_ou, writer="this")
+    finally:
+        other.close()
+        if overtaken is not None:
+            overtaken.close()
+
+    assert earlier[0].result.action == "create" and earlier[0].result.status == "success"
+    result = convergence.result
+    assert (result.action, result.status, result.error_code) == ("update", "success", None)
+    assert convergence.created is None  # parents waiting for it were told by the writer that created it
+    group = read_group(ad_admin, test_ou, first.anchor)  # asserts there is exactly one
+    assert group is not None and group["description"] == ["the later state"]
+    assert _member_dns(group) == {u1.lower()}
 
 
 async def test_absent_state_deletes_the_anchored_group_and_never_a_foreign_one(
