@@ -1,3 +1,4 @@
+# syntax=docker/dockerfile:1
 # The e2ad image: one image, one stage per container (`e2ad ingest|process|write`).
 
 # gssapi (ad.auth kerberos) has no Linux wheel: build it, and e2ad's other wheels, here.
