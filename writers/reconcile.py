@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from processors.expressions.text import utf16_length
 from schemas.desired import UNIVERSAL_SECURITY_GROUP, AttributeValue, DesiredGroup, DesiredMember
 from writers import dn as dns
 from writers.errors import Refused
@@ -22,6 +23,9 @@ MEMBER_CHUNK = 1000  # values per member modify: fast on Samba (reference §5b),
 # Cloud Sync does not provision groups with more members (entra-provisioning.md §1.5); a nested
 # group counts as one member.
 MAX_MEMBERS = 50_000
+# AD's rangeUpper of cn, counted in UTF-16 code units. Windows AD refuses longer values; Samba
+# stores them (entra-provisioning.md §3), so the writer checks, and a DC of either kind behaves alike.
+MAX_CN = 64
 
 # Managed through the DN (cn) or never writable through the mapping (the anchor links the object).
 # member only ever changes by ADD/DELETE of a diff: a REPLACE from a mapping (or from a read that
@@ -258,6 +262,11 @@ def _cn(desired: DesiredGroup) -> str:
     cn = next((value for name, value in desired.attributes.items() if name.lower() == "cn"), None)
     if not isinstance(cn, str) or not cn.strip():
         raise Refused(f"the desired state of {desired.anchor} has no cn")
+    if (length := utf16_length(cn)) > MAX_CN:
+        raise Refused(
+            f"the cn of {desired.anchor} is {length} UTF-16 code units long, AD allows {MAX_CN}: {cn!r}; "
+            "shorten it in the cn mapping (the default keeps 51 characters of displayName)"
+        )
     return cn
 
 

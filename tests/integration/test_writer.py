@@ -17,6 +17,7 @@ import pytest_asyncio
 from aiokafka import TopicPartition
 
 from e2ad import kafka
+from processors.mapping import GroupMapper
 from schemas import topics
 from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings
 from schemas.desired import UNIVERSAL_SECURITY_GROUP, DesiredGroup, DesiredMember, anchor_of
@@ -393,6 +394,32 @@ async def test_names_that_need_escaping(writer: Harness, ad_admin, test_ou: str,
     assert again.action == "skip"
     assert (back.action, back.status) == ("update", "success")
     assert read_group(ad_admin, test_ou, state.anchor)["cn"] == [f"{name} 2"]
+
+
+async def test_an_80_character_display_name_gets_the_default_64_character_cn(
+    writer: Harness, ad_admin, test_ou: str
+) -> None:
+    group_id = str(uuid.uuid4())
+    name = 'Global Finance, Risk + Compliance "EMEA" Ünïcødé 東京 – all permanent staff and contractors'[:80]
+    assert len(name) == 80
+    mapped = GroupMapper({}, {}, test_ou).map(group_id, {"displayName": name, "description": "long"})
+    state = desired(test_ou, group_id).model_copy(
+        update={"attributes": mapped.attributes, "create_only": mapped.create_only}
+    )
+    too_long = desired(test_ou, name="Other").model_copy(
+        update={"attributes": {**mapped.attributes, "cn": name}}  # a cn mapping without Left(…, 51)
+    )
+
+    results = {r.group_id: r for r in await writer.converge(state, too_long)}
+
+    group = read_group(ad_admin, test_ou, state.anchor)
+    assert results[state.group_id].status == "success"
+    assert group["cn"] == [f"{name[:51]}_{group_id[-12:]}"] and len(group["cn"][0]) == 64
+    assert group["displayName"] == [name]
+    refused = results[too_long.group_id]
+    assert (refused.action, refused.status) == ("create", "failure")
+    assert "80 UTF-16 code units long, AD allows 64" in (refused.error_message or "")
+    assert read_group(ad_admin, test_ou, too_long.anchor) is None
 
 
 async def test_nested_group_is_added_once_it_exists(writer: Harness, ad_admin, test_ou: str) -> None:

@@ -289,6 +289,21 @@ def test_desired_state_without_cn_or_container_is_refused() -> None:
         plan(None, desired(container=None), {}, base_dn=BASE)
 
 
+def test_a_cn_longer_than_ad_allows_is_refused_counting_utf16_code_units() -> None:
+    def with_cn(cn: str) -> DesiredGroup:
+        return desired(attributes={**desired().attributes, "cn": cn})
+
+    assert plan(None, with_cn("x" * 64), {}, base_dn=BASE).action == "create"
+    with pytest.raises(Refused, match=r"is 80 UTF-16 code units long, AD allows 64"):
+        plan(None, with_cn("x" * 80), {}, base_dn=BASE)
+    emoji = "x" * 62 + "\U0001f465"  # 63 characters, 64 code units (the emoji is two): still fits
+    assert plan(None, with_cn(emoji), {}, base_dn=BASE).action == "create"
+    with pytest.raises(Refused, match=r"is 65 UTF-16 code units long"):
+        plan(None, with_cn(emoji + "x"), {}, base_dn=BASE)
+    with pytest.raises(Refused, match="AD allows 64"):  # a rename to it, too
+        plan(in_ad(desired()), with_cn("x" * 80), {}, base_dn=BASE)
+
+
 def test_the_anchor_attribute_cannot_be_changed_through_the_attributes() -> None:
     state = desired(attributes={**desired().attributes, ANCHOR_ATTRIBUTE: "Group_other"})
     assert plan(None, state, {}, base_dn=BASE).create_attributes[ANCHOR_ATTRIBUTE] == ANCHOR
