@@ -7,15 +7,12 @@ The connection is the real one, wrapped only to record each operation and AD's a
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from typing import Any
 
 import ldap3
 import pytest
 
-from schemas.config import AdSettings
 from schemas.desired import UNIVERSAL_SECURITY_GROUP, DesiredGroup, DesiredMember, anchor_of
-from writers.connection import connect
+from tests.integration.wiretap import Wiretap
 from writers.directory import Applied, Directory
 from writers.provision import converge
 from writers.reconcile import plan
@@ -24,45 +21,6 @@ pytestmark = pytest.mark.integration
 
 ANCHOR = "msDS-ExternalDirectoryObjectId"
 NO_SUCH_OBJECT, ENTRY_ALREADY_EXISTS = 32, 68
-
-
-class Recorder:
-    """Records (operation, AD's result code) of every request on a real connection."""
-
-    def __init__(self) -> None:
-        self.operations: list[tuple[str, int]] = []
-
-    def connect(self, settings: AdSettings) -> ldap3.Connection:
-        connection = connect(settings)
-        for operation in ("add", "modify", "modify_dn", "delete", "search"):
-            setattr(connection, operation, self._recorded(operation, getattr(connection, operation)))
-        return connection
-
-    def _recorded(self, operation: str, call: Any) -> Any:
-        def recorded(*args: Any, **kwargs: Any) -> Any:
-            answer = call(*args, **kwargs)
-            self.operations.append((operation, answer[1]["result"]))
-            return answer
-
-        return recorded
-
-    def writes(self) -> list[tuple[str, int]]:
-        return [op for op in self.operations if op[0] != "search"]
-
-    def searches(self) -> int:
-        return sum(op[0] == "search" for op in self.operations)
-
-
-@pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
-
-
-@pytest.fixture
-def directory(ad_settings: AdSettings, recorder: Recorder) -> Iterator[Directory]:
-    directory = Directory(ad_settings, connector=recorder.connect)
-    yield directory
-    directory.close()
 
 
 @pytest.fixture
@@ -111,17 +69,17 @@ def read(ad_admin, test_ou: str, anchor: str) -> tuple[str, set[uuid.UUID]]:
 
 
 def test_a_common_create_is_one_add_and_a_small_update_one_modify(
-    directory: Directory, recorder: Recorder, ad_admin, test_ou: str, users: list[uuid.UUID]
+    directory: Directory, wiretap: Wiretap, ad_admin, test_ou: str, users: list[uuid.UUID]
 ) -> None:
     state = desired(test_ou, users[:3])
 
     created = converge(directory, state, default_container=None, writer="test").result
 
     assert (created.action, created.status, created.members_added) == ("create", "success", 3)
-    assert recorder.writes() == [("add", 0)]
+    assert wiretap.writes() == [("add", 0)]
     assert read(ad_admin, test_ou, state.anchor) == ("team", set(users[:3]))
 
-    recorder.operations.clear()
+    wiretap.clear()
     update = changed(state, [users[0], users[1], users[3]], "new team")
     updated = converge(directory, update, default_container=None, writer="test").result
 
@@ -132,12 +90,12 @@ def test_a_common_create_is_one_add_and_a_small_update_one_modify(
         1,
     )
     # find_group's read, then one modify with the description and both member operations.
-    assert recorder.writes() == [("modify", 0)] and recorder.searches() == 1
+    assert wiretap.writes() == [("modify", 0)] and len(wiretap.searches()) == 1
     assert read(ad_admin, test_ou, state.anchor) == ("new team", {users[0], users[1], users[3]})
 
 
 def test_a_create_with_a_member_missing_from_ad_falls_back_and_warns(
-    directory: Directory, recorder: Recorder, ad_admin, test_ou: str, users: list[uuid.UUID]
+    directory: Directory, wiretap: Wiretap, ad_admin, test_ou: str, users: list[uuid.UUID]
 ) -> None:
     ghost = uuid.uuid4()
     state = desired(test_ou, [users[0], ghost, *users[1:]])
@@ -148,11 +106,11 @@ def test_a_create_with_a_member_missing_from_ad_falls_back_and_warns(
     assert [w for w in result.warnings if str(ghost) in w] == result.warnings and len(result.warnings) == 1
     assert read(ad_admin, test_ou, state.anchor) == ("team", set(users))
     # The add with the members is rejected as a whole; the group is added without them.
-    assert recorder.writes()[:2] == [("add", NO_SUCH_OBJECT), ("add", 0)]
+    assert wiretap.writes()[:2] == [("add", NO_SUCH_OBJECT), ("add", 0)]
 
 
 def test_a_rejected_combined_update_falls_back_and_converges_exactly(
-    directory: Directory, recorder: Recorder, ad_admin, test_ou: str, users: list[uuid.UUID]
+    directory: Directory, wiretap: Wiretap, ad_admin, test_ou: str, users: list[uuid.UUID]
 ) -> None:
     state = desired(test_ou, users[:2])
     converge(directory, state, default_container=None, writer="test")
@@ -162,18 +120,18 @@ def test_a_rejected_combined_update_falls_back_and_converges_exactly(
     stale_plan = plan(current, update, {}, base_dn=directory.base_dn)
     # Between the writer's read and its write, someone adds one of the wanted members by hand.
     assert ad_admin.modify(current.dn, {"member": [(ldap3.MODIFY_ADD, [f"<GUID={users[2]}>"])]}), ad_admin.result
-    recorder.operations.clear()
+    wiretap.clear()
     applied = Applied()
 
     directory.apply(stale_plan, current, applied)
 
-    assert recorder.writes()[0] == ("modify", ENTRY_ALREADY_EXISTS)
+    assert wiretap.writes()[0] == ("modify", ENTRY_ALREADY_EXISTS)
     assert (applied.members_added, applied.members_removed) == (1, 1)
     assert read(ad_admin, test_ou, state.anchor) == ("new team", {users[0], users[2], users[3]})
 
 
 def test_the_anchor_is_read_again_before_a_rename_and_a_delete(
-    directory: Directory, recorder: Recorder, test_ou: str
+    directory: Directory, wiretap: Wiretap, test_ou: str
 ) -> None:
     state = desired(test_ou, [])
     converge(directory, state, default_container=None, writer="test")
@@ -182,10 +140,10 @@ def test_the_anchor_is_read_again_before_a_rename_and_a_delete(
         state.model_copy(update={"attributes": {**state.attributes, "cn": f"Renamed_{state.group_id[-12:]}"}}),
         state.model_copy(update={"state": "absent"}),
     ):
-        recorder.operations.clear()
+        wiretap.clear()
         result = converge(directory, step, default_container=None, writer="test").result
         assert result.status == "success"
         # find_group's read and the re-check of the anchor, then the one write.
-        assert recorder.searches() == 2 and [op for op, _ in recorder.writes()] == [
+        assert len(wiretap.searches()) == 2 and [op for op, _ in wiretap.writes()] == [
             "modify_dn" if step.state == "present" else "delete"
         ]

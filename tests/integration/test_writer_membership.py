@@ -18,6 +18,7 @@ import pytest
 from e2ad import kafka
 from schemas.config import AdSettings, KafkaSettings
 from schemas.desired import UNIVERSAL_SECURITY_GROUP, DesiredGroup, DesiredMember, anchor_of
+from tests.integration.wiretap import Wiretap
 from writers.connection import connect
 from writers.directory import Applied, Directory
 from writers.pending import PendingReferences
@@ -29,41 +30,6 @@ pytestmark = pytest.mark.integration
 
 ANCHOR = "msDS-ExternalDirectoryObjectId"
 EXTENDED_DN = ("1.2.840.113556.1.4.529", False, None)
-
-
-class Wiretap:
-    """Counts the member values of each modify and the attributes of each search on a real connection."""
-
-    def __init__(self) -> None:
-        self.member_modifies: list[int] = []
-        self.searched: list[list[str]] = []
-
-    def connect(self, settings: AdSettings) -> ldap3.Connection:
-        connection = connect(settings)
-        modify, search = connection.modify, connection.search
-
-        def counted_modify(dn: str, changes: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-            self.member_modifies += [len(values) for _, values in changes.get("member", [])]
-            return modify(dn, changes, *args, **kwargs)
-
-        def counted_search(*args: Any, **kwargs: Any) -> Any:
-            self.searched.append(list(kwargs.get("attributes") or []))
-            return search(*args, **kwargs)
-
-        connection.modify, connection.search = counted_modify, counted_search
-        return connection
-
-
-@pytest.fixture
-def wiretap() -> Wiretap:
-    return Wiretap()
-
-
-@pytest.fixture
-def directory(ad_settings: AdSettings, wiretap: Wiretap) -> Iterator[Directory]:
-    directory = Directory(ad_settings, connector=wiretap.connect)
-    yield directory
-    directory.close()
 
 
 @pytest.fixture
@@ -150,10 +116,9 @@ def test_a_5000_member_group_then_2000_removed_and_2000_added(
     assert (created.action, created.status, created.members_added) == ("create", "success", 5000)
     assert members_of(ad_admin, test_ou, state.anchor) == set(users[:5000])
     # The first 1,000 members go into the add itself, the other 4,000 in modifies of 1,000.
-    assert wiretap.member_modifies == [MEMBER_CHUNK] * 4
+    assert wiretap.member_modifies() == [MEMBER_CHUNK] * 4
 
-    wiretap.member_modifies.clear()
-    wiretap.searched.clear()
+    wiretap.clear()
     changed = state.model_copy(update={"members": user_members(users[2000:7000])})
     started = time.monotonic()
     result = run(directory, changed).result
@@ -162,9 +127,9 @@ def test_a_5000_member_group_then_2000_removed_and_2000_added(
     assert (result.action, result.status) == ("update", "success")
     assert (result.members_added, result.members_removed) == (2000, 2000)
     assert members_of(ad_admin, test_ou, state.anchor) == set(users[2000:7000])
-    assert sorted(wiretap.member_modifies) == [1000] * 4  # 2 chunks removed, 2 added, none retried
+    assert sorted(wiretap.member_modifies()) == [1000] * 4  # 2 chunks removed, 2 added, none retried
     # The group's 5,000 members were read range by range from the real DC, with GUIDs.
-    ranges = [name for attributes in wiretap.searched for name in attributes if name.startswith("member;range=")]
+    ranges = [name for attributes in wiretap.searches() for name in attributes if name.startswith("member;range=")]
     assert ranges == [
         "member;range=0-1499",
         "member;range=1500-2999",
@@ -191,7 +156,7 @@ def test_members_missing_from_ad_are_warnings_and_the_rest_is_applied(
     assert members_of(ad_admin, test_ou, state.anchor) == set(users)
     # The rejected chunk of 32 was halved down to the two ghosts (at most 1 + 2·2·log2(32) modifies),
     # not retried value by value (1 + 32).
-    assert max(wiretap.member_modifies) == 32 and len(wiretap.member_modifies) <= 1 + 2 * 2 * 5
+    assert max(wiretap.member_modifies()) == 32 and len(wiretap.member_modifies()) <= 1 + 2 * 2 * 5
 
 
 def test_a_member_already_there_or_already_gone_does_not_fail_the_group(
