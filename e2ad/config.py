@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from processors.mapping import configuration_errors
 from schemas.config import Settings
+from writers import dn as dns
 
 ENV_PREFIX = "E2AD_"
 SECRET_FIELDS = {
@@ -43,7 +44,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
     except ValidationError as exc:
         raise ConfigError(f"invalid configuration{source}:\n" + describe_errors(exc)) from None
     # Expressions are checked now, not at the first group they would fail on.
-    problems = configuration_errors(settings.mappings, settings.tokens)
+    problems = configuration_errors(settings.mappings, settings.tokens) + _placement_errors(settings)
     if problems:
         raise ConfigError(f"invalid configuration{source}:\n" + "\n".join(f"  {p}" for p in problems))
     return settings
@@ -55,6 +56,20 @@ def describe_errors(exc: ValidationError) -> str:
         where = ".".join(str(p) for p in err["loc"]) or "(top level)"
         lines.append(f"  {where}: {err['msg']}")
     return "\n".join(lines)
+
+
+def _placement_errors(settings: Settings) -> list[str]:
+    """Containers the writer could never write in, named by their field."""
+    provisioning, base_dn = settings.provisioning, settings.ad.base_dn
+    problems = [
+        f"provisioning.containers[{i}]: {container} is not below ad.base_dn {base_dn}"
+        for i, container in enumerate(provisioning.containers)
+        if base_dn and not dns.is_within(container, base_dn)
+    ]
+    target = provisioning.target_container
+    if target and provisioning.containers and not any(dns.is_within(target, c) for c in provisioning.containers):
+        problems.append(f"provisioning.target_container: {target} is in none of provisioning.containers")
+    return problems
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

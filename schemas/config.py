@@ -148,8 +148,22 @@ class AdSettings(_Section):
 class ProvisioningSettings(_Section):
     # parentDistinguishedName for every group (the expression language will make it a mapping).
     target_container: str | None = None
+    # The only containers (with their subtrees) the writer creates groups in, moves them into or
+    # deletes them from. Empty: the target container; without one, anywhere below ad.base_dn.
+    # A parentDistinguishedName mapping that routes groups to several OUs lists them all here.
+    containers: list[str] = Field(default_factory=list)
     # A group soft-deleted in Entra or leaving the scope: delete it from AD, or keep it.
     on_soft_delete_or_out_of_scope: Literal["delete", "keep"] = "delete"
+
+    # From E2AD_PROVISIONING__CONTAINERS as a JSON list.
+    _list_from_environment = field_validator("containers", mode="before")(_json_from_environment)
+
+    @property
+    def write_containers(self) -> tuple[str, ...]:
+        """Where the writer may write; empty means anywhere below the base DN."""
+        if self.containers:
+            return tuple(self.containers)
+        return (self.target_container,) if self.target_container else ()
 
 
 class ProcessorSettings(_Section):

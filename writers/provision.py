@@ -8,6 +8,7 @@ the consumer loop can reconnect and retry the same record.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,31 +31,30 @@ class Convergence:
     created: str | None  # the DN, when this convergence created the group: parents may wait for it
 
 
-def provision(
-    directory: Directory, desired: DesiredGroup, *, default_container: str | None, writer: str | None
-) -> ProvisioningResult:
-    """Converge one group; the provisioning-log record of the decision."""
-    return converge(directory, desired, default_container=default_container, writer=writer).result
-
-
 def converge(
-    directory: Directory, desired: DesiredGroup, *, default_container: str | None, writer: str | None
+    directory: Directory,
+    desired: DesiredGroup,
+    *,
+    default_container: str | None,
+    writer: str | None,
+    containers: Sequence[str] = (),
 ) -> Convergence:
     """Converge one group: the decision, with the nested groups it still waits for and whether it was created."""
     try:
-        return _converge_once(directory, desired, default_container=default_container, writer=writer)
+        return _converge_once(directory, desired, default_container, containers, writer=writer)
     except WrittenMeanwhile:
         # Another writer created or moved the group after our read (partitions moving between
         # writers). What it wrote is ours too: converge from what is there now. A second overlap
         # in a row is not expected; it fails the group like any rejected write.
-        return _converge_once(directory, desired, default_container=default_container, writer=writer, again=True)
+        return _converge_once(directory, desired, default_container, containers, writer=writer, again=True)
 
 
 def _converge_once(
     directory: Directory,
     desired: DesiredGroup,
-    *,
     default_container: str | None,
+    containers: Sequence[str],
+    *,
     writer: str | None,
     again: bool = False,
 ) -> Convergence:
@@ -90,7 +90,14 @@ def _converge_once(
         nested_anchors = [m.anchor for m in desired.members if m.type == "group" and m.anchor]
         nested = directory.resolve_groups(nested_anchors) if nested_anchors and desired.state == "present" else {}
         stage = "export"
-        decided = plan(current, desired, nested, base_dn=directory.base_dn, default_container=default_container)
+        decided = plan(
+            current,
+            desired,
+            nested,
+            base_dn=directory.base_dn,
+            default_container=default_container,
+            containers=containers,
+        )
         if nested_anchors and desired.state == "present":
             steps.append(_reference_resolution(len(nested_anchors), decided))
         if decided.writes:

@@ -130,26 +130,32 @@ def plan(
     *,
     base_dn: str,
     default_container: str | None = None,
+    containers: Sequence[str] = (),
 ) -> Plan:
     """The smallest change that makes AD match `desired`. Raises Refused when e2ad must not write at all.
 
     `nested` maps the anchors of nested member groups that exist in AD to their objectGUIDs.
+    Every DN written to lies below `base_dn` and, when given, in one of `containers`.
     """
+    fence = Fence(base_dn, tuple(containers))
     if current is not None:
         _refuse_protected(current)
         # AD matches the anchor case-insensitively; so does this check.
         if (current.anchor or "").casefold() != desired.anchor.casefold():
             raise Refused(f"{current.dn} does not carry the anchor {desired.anchor}; e2ad never modifies it")
     if desired.state == "absent":
-        return Plan("delete", current.dn) if current is not None else Plan("skip", None)
+        if current is None:
+            return Plan("skip", None)
+        fence.check(current.dn)
+        return Plan("delete", current.dn)
     _check_size(desired)
 
     container = desired.container or default_container
     members, unresolved, warnings = _desired_members(desired.members, nested)
     if current is None:
-        return _create(desired, members, unresolved, warnings, base_dn, container)
+        return _create(desired, members, unresolved, warnings, fence, container)
 
-    relocation = _relocation(current, desired, container, base_dn)
+    relocation = _relocation(current, desired, container, fence)
     changes = tuple(
         AttributeChange(name, current.values(name), new)
         for name, value in _managed(desired.attributes)
@@ -210,7 +216,7 @@ def _create(
     members: frozenset[uuid.UUID],
     unresolved: tuple[DesiredMember, ...],
     warnings: tuple[str, ...],
-    base_dn: str,
+    fence: Fence,
     container: str | None,
 ) -> Plan:
     if container is None:
@@ -220,7 +226,7 @@ def _create(
         if isinstance(name, str) and name.casefold() in PROTECTED_GROUP_NAMES:
             raise Refused(f"refusing to create a group named like the protected group {name!r}")
     target = f"{dns.rdn('CN', cn)},{container}"
-    _check_placement(target, base_dn)
+    fence.check(target)
     attributes: dict[str, str | int] = {"objectClass": "group", "groupType": UNIVERSAL_SECURITY_GROUP}
     # create_only first, so that a value both flow on create and on update comes from attributes.
     for name, value in (*_managed(desired.create_only), *_managed(desired.attributes)):
@@ -237,7 +243,7 @@ def _create(
     )
 
 
-def _relocation(current: AdGroup, desired: DesiredGroup, container: str | None, base_dn: str) -> Relocation | None:
+def _relocation(current: AdGroup, desired: DesiredGroup, container: str | None, fence: Fence) -> Relocation | None:
     old_parent = dns.split(current.dn)[1]
     cn = _cn(desired)
     # Compared by value (AD's escaping of the old RDN may differ from ours), and exactly, not
@@ -247,15 +253,28 @@ def _relocation(current: AdGroup, desired: DesiredGroup, container: str | None, 
     if not (renamed or moved):
         return None
     relocation = Relocation(current.dn, cn if renamed else None, container if moved else None)
-    _check_placement(relocation.new_dn, base_dn)
+    # Only where it goes: our group moved out of the fence by hand is moved back, as Cloud Sync does.
+    fence.check(relocation.new_dn)
     return relocation
 
 
-def _check_placement(target: str, base_dn: str) -> None:
-    if not dns.is_within(target, base_dn):
-        raise Refused(f"{target} is outside the base DN {base_dn}; e2ad writes nothing there")
-    if dns.is_within(target, f"CN=Builtin,{base_dn}"):
-        raise Refused(f"{target} is in CN=Builtin; e2ad never writes AD's builtin container")
+@dataclass(frozen=True)
+class Fence:
+    """Where the writer may write: below the base DN, and in one of the containers when there are any."""
+
+    base_dn: str
+    containers: tuple[str, ...] = ()
+
+    def check(self, target: str) -> None:
+        if not dns.is_within(target, self.base_dn):
+            raise Refused(f"{target} is outside the base DN {self.base_dn}; e2ad writes nothing there")
+        if dns.is_within(target, f"CN=Builtin,{self.base_dn}"):
+            raise Refused(f"{target} is in CN=Builtin; e2ad never writes AD's builtin container")
+        if self.containers and not any(dns.is_within(target, c) for c in self.containers):
+            raise Refused(
+                f"{target} is outside the containers e2ad writes in ({'; '.join(self.containers)}); "
+                "list its container in provisioning.containers to allow it"
+            )
 
 
 def _cn(desired: DesiredGroup) -> str:

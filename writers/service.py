@@ -294,6 +294,7 @@ class WriterService:
             self._directory,
             desired,
             default_container=self.settings.provisioning.target_container,
+            containers=self.settings.provisioning.write_containers,
             writer=self.name,
         )
         return convergence.result, await self._pending.settle(desired, partition, convergence)

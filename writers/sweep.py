@@ -20,7 +20,7 @@ from schemas import topics
 from schemas.config import Settings
 from schemas.desired import DesiredGroup
 from writers.directory import Directory
-from writers.provision import provision
+from writers.provision import converge
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +42,15 @@ async def reconcile_all(settings: Settings) -> Counter[str]:
                 log.error("skipping unusable desired state for %s: %s", key.decode(errors="replace"), exc)
                 statuses["unusable"] += 1
                 continue
-            result = await asyncio.to_thread(
-                provision,
+            convergence = await asyncio.to_thread(
+                converge,
                 directory,
                 desired,
                 default_container=settings.provisioning.target_container,
+                containers=settings.provisioning.write_containers,
                 writer=name,
             )
+            result = convergence.result
             await producer.send_and_wait(topics.AD_RESULTS, topics.encode(result), key=key)
             statuses[result.status] += 1
             if result.status != "skipped":

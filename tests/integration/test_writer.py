@@ -344,6 +344,34 @@ def test_a_create_overtaken_by_another_writer_converges_the_group_it_created(
     assert _member_dns(group) == {u1.lower()}
 
 
+async def test_nothing_is_written_outside_the_configured_containers(
+    kafka_settings: KafkaSettings, ad_settings: AdSettings, ad_admin, test_ou: str
+) -> None:
+    allowed, other = f"OU=Allowed,{test_ou}", f"OU=Other,{test_ou}"
+    for ou in (allowed, other):
+        assert ad_admin.add(ou, "organizationalUnit"), ad_admin.result
+    provisioning = ProvisioningSettings(target_container=allowed, containers=[allowed])
+    settings = Settings(kafka=kafka_settings, ad=ad_settings, provisioning=provisioning)
+    inside, outside = desired(test_ou, name="Inside", container=allowed), desired(test_ou, container=other)
+
+    async with Harness(settings) as writer:
+        results = {r.group_id: r for r in await writer.converge(inside, outside)}
+        assert results[inside.group_id].status == "success"
+        refused = results[outside.group_id]
+        assert refused.status == "failure" and "outside the containers e2ad writes in" in (refused.error_message or "")
+        assert read_group(ad_admin, test_ou, outside.anchor) is None
+
+        # Our group moved out by hand is moved back; out again, it is not deleted there.
+        cn = inside.attributes["cn"]
+        assert ad_admin.modify_dn(f"CN={cn},{allowed}", f"CN={cn}", new_superior=other), ad_admin.result
+        [back] = await writer.converge(inside)
+        assert back.status == "success" and read_group(ad_admin, test_ou, inside.anchor)["dn"] == f"CN={cn},{allowed}"
+        assert ad_admin.modify_dn(f"CN={cn},{allowed}", f"CN={cn}", new_superior=other), ad_admin.result
+        [kept] = await writer.converge(inside.model_copy(update={"state": "absent"}))
+        assert (kept.action, kept.status) == ("delete", "failure")
+        assert read_group(ad_admin, test_ou, inside.anchor)["dn"] == f"CN={cn},{other}"
+
+
 async def test_absent_state_deletes_the_anchored_group_and_never_a_foreign_one(
     writer: Harness, ad_admin, test_ou: str
 ) -> None:

@@ -53,6 +53,16 @@ KERBEROS = "ad:\n  auth: kerberos\n  url: ldaps://dc1.corp.example:636\n"
             {},
             "needs the DC's host name: ad.url names it by address",
         ),
+        (
+            "ad:\n  base_dn: DC=corp,DC=example\nprovisioning:\n  containers:\n    - OU=Groups,DC=other,DC=example\n",
+            {},
+            "provisioning.containers[0]: OU=Groups,DC=other,DC=example is not below ad.base_dn",
+        ),
+        (
+            "provisioning:\n  target_container: OU=Default,DC=corp\n",
+            {"E2AD_PROVISIONING__CONTAINERS": '["OU=Sales,DC=corp", "OU=Marketing,DC=corp"]'},
+            "provisioning.target_container: OU=Default,DC=corp is in none of provisioning.containers",
+        ),
         ("- a list\n", {}, "must hold a mapping of sections"),
         ("kafka: [\n", {}, "is not valid YAML"),
     ],

@@ -289,6 +289,24 @@ def test_desired_state_without_cn_or_container_is_refused() -> None:
         plan(None, desired(container=None), {}, base_dn=BASE)
 
 
+def test_nothing_is_written_outside_the_configured_containers() -> None:
+    marketing, elsewhere = f"OU=Marketing,{BASE}", f"OU=Elsewhere,{BASE}"
+    fence = (GROUPS, marketing)
+
+    assert plan(None, desired(container=f"OU=EMEA,{marketing}"), {}, base_dn=BASE, containers=fence).action == "create"
+    with pytest.raises(Refused, match=r"outside the containers e2ad writes in .*provisioning.containers"):
+        plan(None, desired(container=elsewhere), {}, base_dn=BASE, containers=fence)
+    with pytest.raises(Refused, match="outside the containers"):  # no move out of the fence
+        plan(in_ad(desired()), desired(container=elsewhere), {}, base_dn=BASE, containers=fence)
+    # Our group, moved out of the fence by hand, is moved back, and no group is deleted outside it.
+    moved_out = in_ad(desired(), dn=f"CN=Sales_00000000abcd,{elsewhere}")
+    back = plan(moved_out, desired(), {}, base_dn=BASE, containers=fence)
+    assert back.relocation is not None and back.dn == f"CN=Sales_00000000abcd,{GROUPS}"
+    with pytest.raises(Refused, match="outside the containers"):
+        plan(moved_out, desired(state="absent"), {}, base_dn=BASE, containers=fence)
+    assert plan(in_ad(desired()), desired(state="absent"), {}, base_dn=BASE, containers=fence).action == "delete"
+
+
 def test_a_cn_longer_than_ad_allows_is_refused_counting_utf16_code_units() -> None:
     def with_cn(cn: str) -> DesiredGroup:
         return desired(attributes={**desired().attributes, "cn": cn})
