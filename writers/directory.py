@@ -236,7 +236,8 @@ class Directory:
         return self._call("add", target, lambda c: c.add(target, attributes["objectClass"], values))
 
     def _raise_conflict(self, target: str, anchor: str | None, result: Mapping[str, Any]) -> None:
-        """entryAlreadyExists: name the object in the way when it is not ours; else report AD's reason."""
+        """entryAlreadyExists: name the object in the way when it is not ours, say so when it is ours
+        (another writer's, WrittenMeanwhile), else report AD's reason."""
         entries = self._search(target, "(objectClass=*)", [ANCHOR_ATTRIBUTE], ldap3.BASE, what=target)
         if entries:
             theirs = _single(entries[0]["attributes"].get(ANCHOR_ATTRIBUTE))
