@@ -22,6 +22,7 @@ import pytest_asyncio
 from e2ad.kafka import ensure_topics
 from e2ad.services import Endpoints, LocalServices, free_port
 from schemas.config import AdSettings, KafkaSettings
+from tests.integration.stages import stop_stage
 
 
 @pytest.fixture(scope="session")
@@ -136,8 +137,7 @@ async def failover_kafka_settings(tmp_path: Path) -> AsyncIterator[KafkaSettings
     try:
         yield await _with_topics(bootstrap)
     finally:
-        broker.terminate()
-        broker.wait(timeout=10)
+        stop_stage(broker)
 
 
 async def _with_topics(bootstrap: str) -> KafkaSettings:

@@ -51,6 +51,7 @@ def command_environment(settings: dict[str, str]) -> dict[str, str]:
 
 
 def stop_stage(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    """Signal a child process and reap it; SIGKILL if it is not gone within 20 s."""
     if process.poll() is None:
         process.send_signal(sig)
         try:
