@@ -92,21 +92,28 @@ class Directory:
     # -- reads --------------------------------------------------------------------------------
     def find_group(self, anchor: str, managed: Iterable[str] = ()) -> AdGroup | None:
         """The group carrying `anchor` below the base DN, with its managed attributes and members."""
+        return only_group(anchor, self.find_groups([anchor], managed))
+
+    def find_groups(self, anchors: Iterable[str], managed: Iterable[str] = ()) -> dict[str, list[AdGroup]]:
+        """The groups carrying each anchor (case-folded) below the base DN, read for a whole batch.
+
+        One search per _ANCHORS_PER_SEARCH anchors instead of one per group: the writer's largest
+        cost besides the writes themselves (docs/benchmarks.md).
+        """
         # member is read in ranges only; a plain `member` as well would fetch every value twice.
         extra = {name for name in managed if name.lower() != "member"}
         attributes = sorted({*GROUP_ATTRIBUTES, *extra}, key=str.lower)
-        entries = self._search(
-            self.base_dn,
-            _anchor_filter([anchor]),
-            attributes,
-            ldap3.SUBTREE,
-            what=f"the group with anchor {anchor}",
-            extended_dn=True,
-        )
-        if len(entries) > 1:
-            dns_found = "; ".join(dns.strip_extended(e["dn"]) for e in entries)
-            raise ObjectError(f"the anchor {anchor} is on {len(entries)} objects ({dns_found}); none is touched")
-        return self._group(entries[0]) if entries else None
+        wanted = sorted(set(anchors))
+        found: dict[str, list[AdGroup]] = {anchor.casefold(): [] for anchor in wanted}
+        for start in range(0, len(wanted), _ANCHORS_PER_SEARCH):
+            chunk = wanted[start : start + _ANCHORS_PER_SEARCH]
+            what = f"the group with anchor {chunk[0]}" if len(chunk) == 1 else f"{len(chunk)} groups by anchor"
+            for entry in self._search(
+                self.base_dn, _anchor_filter(chunk), attributes, ldap3.SUBTREE, what=what, extended_dn=True
+            ):
+                group = self._group(entry)
+                found.setdefault(str(group.anchor).casefold(), []).append(group)
+        return found
 
     def resolve_groups(self, anchors: Iterable[str]) -> dict[str, uuid.UUID]:
         """objectGUIDs of the groups carrying these anchors; anchors not (uniquely) in AD are left out."""
@@ -451,6 +458,15 @@ def _pop_range(attributes: dict[str, Any]) -> _RangeAnswer | None:
         return None
     last = _RANGE.match(name).group(2)  # type: ignore[union-attr]
     return _RangeAnswer(list(attributes.pop(name)), None if last == "*" else int(last))
+
+
+def only_group(anchor: str, found: Mapping[str, list[AdGroup]]) -> AdGroup | None:
+    """The one group carrying `anchor` in what find_groups read; an anchor on several objects is an error."""
+    groups = found.get(anchor.casefold(), [])
+    if len(groups) > 1:
+        dns_found = "; ".join(group.dn for group in groups)
+        raise ObjectError(f"the anchor {anchor} is on {len(groups)} objects ({dns_found}); none is touched")
+    return groups[0] if groups else None
 
 
 def _anchor_filter(anchors: list[str]) -> str:

@@ -62,6 +62,14 @@ class PendingKafka:
             raise
         self._announcements = announcements
 
+    def fetching(self, on: bool) -> None:
+        """Pause or resume following ad.created: the writer stops its fetch loops while a batch converges."""
+        assert self._announcements is not None, "start() first"
+        if on:
+            self._announcements.resume(_CREATED)
+        else:
+            self._announcements.pause(_CREATED)
+
     async def stop(self) -> None:
         if self._announcements is not None:
             await self._announcements.stop()

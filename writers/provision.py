@@ -8,14 +8,14 @@ the consumer loop can reconnect and retry the same record.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from schemas.desired import DesiredGroup
 from schemas.results import Action, ModifiedAttribute, ProvisioningResult, ProvisioningStep, Status
 from writers import dn as dns
-from writers.directory import Applied, Directory
+from writers.directory import Applied, Directory, only_group
 from writers.errors import ObjectError, Refused, WrittenMeanwhile
 from writers.reconcile import AdGroup, Plan, Values, plan
 
@@ -38,15 +38,19 @@ def converge(
     default_container: str | None,
     writer: str | None,
     containers: Sequence[str] = (),
+    found: Mapping[str, list[AdGroup]] | None = None,
 ) -> Convergence:
-    """Converge one group: the decision, with the nested groups it still waits for and whether it was created."""
+    """Converge one group: the decision, with the nested groups it still waits for and whether it was created.
+
+    `found`: what Directory.find_groups read for the whole batch, instead of a read of this group now.
+    """
     try:
-        return _converge_once(directory, desired, default_container, containers, writer=writer)
+        return _converge_once(directory, desired, default_container, containers, found, writer=writer)
     except WrittenMeanwhile:
         # Another writer created or moved the group after our read (partitions moving between
         # writers). What it wrote is ours too: converge from what is there now. A second overlap
         # in a row is not expected; it fails the group like any rejected write.
-        return _converge_once(directory, desired, default_container, containers, writer=writer, again=True)
+        return _converge_once(directory, desired, default_container, containers, None, writer=writer, again=True)
 
 
 def _converge_once(
@@ -54,6 +58,7 @@ def _converge_once(
     desired: DesiredGroup,
     default_container: str | None,
     containers: Sequence[str],
+    found: Mapping[str, list[AdGroup]] | None,
     *,
     writer: str | None,
     again: bool = False,
@@ -84,7 +89,10 @@ def _converge_once(
 
     stage: StepName = "matching"  # the step a failure is reported under
     try:
-        current = directory.find_group(desired.anchor, desired.attributes)
+        if found is None:
+            current = directory.find_group(desired.anchor, desired.attributes)
+        else:
+            current = only_group(desired.anchor, found)
         steps.append(_matching(desired, current))
         stage = "referenceResolution"
         nested_anchors = [m.anchor for m in desired.members if m.type == "group" and m.anchor]

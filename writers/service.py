@@ -49,6 +49,7 @@ from writers.metrics import WriterMetrics
 from writers.pending_kafka import PendingKafka
 from writers.provision import converge
 from writers.quarantine import Quarantine, QuarantinePolicy, outcome_of
+from writers.reconcile import AdGroup
 
 log = logging.getLogger(__name__)
 
@@ -191,11 +192,14 @@ class WriterService:
         self._fetching(False)
         records = latest_per_group(batches)
         acks: list[asyncio.Future[object]] = []
+        found: dict[str, list[AdGroup]] | None = None
         for index, record in enumerate(records):
             if stop.is_set():
                 return await self._settle(batches, records[index:], acks)
             try:
-                result, pending_acks = await self._provision(record)
+                if found is None:
+                    found = await self._read_batch(records)
+                result, pending_acks = await self._provision(record, found)
             except DirectoryUnavailable as exc:
                 await self._ad_unavailable(exc)
                 return await self._settle(batches, records[index:], acks)
@@ -260,13 +264,14 @@ class WriterService:
         self._fetching(True)
 
     def _fetching(self, on: bool) -> None:
-        """Stop both consumers fetching while a batch converges, and let them fetch again after.
+        """Stop the consumers fetching while a batch converges, and let them fetch again after.
 
         A caught-up consumer fetches in a loop, and the embedded broker answers an empty fetch at
         once instead of waiting fetch_max_wait_ms: while a batch converges that loop took a core
         from the DC (docs/benchmarks.md). The partitions held for the DC or quarantine stay paused.
         """
-        assert self._consumer is not None and self._control is not None
+        assert self._consumer is not None and self._control is not None and self._pending is not None
+        self._pending.fetching(on)
         if on:
             self._control.resume(*self._control.assignment())
             self._hold_or_resume()
@@ -274,7 +279,20 @@ class WriterService:
             self._control.pause(*self._control.assignment())
             self._consumer.pause(*self._consumer.assignment())
 
-    async def _provision(self, record: ConsumerRecord) -> tuple[ProvisioningResult, list[asyncio.Future[object]]]:
+    async def _read_batch(self, records: list[ConsumerRecord]) -> dict[str, list[AdGroup]]:
+        """The batch's groups as AD has them, in a few searches instead of one per group."""
+        anchors: list[str] = []
+        managed: set[str] = set()
+        for record in records:
+            with contextlib.suppress(pydantic.ValidationError):  # _provision reports it
+                desired = topics.decode(DesiredGroup, record.value)
+                anchors.append(desired.anchor)
+                managed.update(desired.attributes)
+        return await self._on_ldap_thread(self._directory.find_groups, anchors, managed)
+
+    async def _provision(
+        self, record: ConsumerRecord, found: dict[str, list[AdGroup]]
+    ) -> tuple[ProvisioningResult, list[asyncio.Future[object]]]:
         """The result for one record, and the sends its wait for nested groups needs acknowledged.
 
         Raises DirectoryUnavailable or BindRejected when AD cannot decide.
@@ -283,10 +301,10 @@ class WriterService:
             desired = topics.decode(DesiredGroup, record.value)
         except pydantic.ValidationError as exc:
             return _invalid_record(record, exc, self.name), []
-        return await self._decide(desired, record.partition)
+        return await self._decide(desired, record.partition, found)
 
     async def _decide(
-        self, desired: DesiredGroup, partition: int
+        self, desired: DesiredGroup, partition: int, found: dict[str, list[AdGroup]] | None = None
     ) -> tuple[ProvisioningResult, list[asyncio.Future[object]]]:
         assert self._pending is not None
         convergence = await self._on_ldap_thread(
@@ -296,6 +314,7 @@ class WriterService:
             default_container=self.settings.provisioning.target_container,
             containers=self.settings.provisioning.write_containers,
             writer=self.name,
+            found=found,
         )
         return convergence.result, await self._pending.settle(desired, partition, convergence)
 

@@ -496,6 +496,30 @@ async def test_ad_rejection_is_a_failure_result_and_protected_names_are_refused(
     assert {letter.key.decode() for letter in writer.dead_letters} == {invalid.group_id, protected.group_id}
 
 
+async def test_a_batch_is_read_in_a_few_searches_and_an_ambiguous_anchor_fails_alone(
+    writer: Harness, ad_admin, test_ou: str
+) -> None:
+    """The writer reads a batch's groups together, not one search per group (docs/benchmarks.md)."""
+    states = [desired(test_ou, name=f"Batch{i}") for i in range(30)]
+    await writer.converge(*states)
+    twice = states[0]
+    for twin in (f"CN=TwinA,{test_ou}", f"CN=TwinB,{test_ou}"):
+        assert ad_admin.add(twin, "group", {"sAMAccountName": f"t{uuid.uuid4().hex[:12]}", ANCHOR: twice.anchor})
+    await writer.stop_writer()  # the changes then wait together, as after a burst or a restart
+
+    changed = [renamed(state, description="changed in one batch") for state in states]
+    results = {r.group_id: r for r in await writer.converge(*changed)}
+
+    assert writer.service is not None
+    registry = writer.service.metrics.registry
+    searches = registry.get_sample_value("e2ad_writer_ldap_operation_seconds_count", {"operation": "search"})
+    assert searches <= 4  # one per batch the consumer hands over, at most one per partition; was one per group
+    ambiguous = results[twice.group_id]
+    assert ambiguous.status == "failure" and "is on 3 objects" in (ambiguous.error_message or "")
+    assert all(results[s.group_id].status == "success" for s in changed[1:])
+    assert read_group(ad_admin, test_ou, changed[1].anchor)["description"] == ["changed in one batch"]
+
+
 async def test_a_burst_of_states_collapses_to_the_latest(writer: Harness, ad_admin, test_ou: str) -> None:
     first = desired(test_ou)
     states = [renamed(first, description=f"v{i}") for i in range(5)]
