@@ -134,12 +134,14 @@ async def _run_until_stopped(
     def decided_by(writer_name: str) -> list[ProvisioningResult]:
         return [r for r in results.seen if r.writer == writer_name]
 
-    # Feed the first groups slowly until both writers decide some: both own partitions then.
-    fed = 0
+    # Feed the first groups slowly until both writers decide some: both own partitions then. A
+    # group join can take many seconds (tansu waits half the session timeout, once 18 s measured).
+    fed, deadline = 0, time.monotonic() + WAIT_SECONDS
     while not (decided_by(name) and decided_by("writer-b")):
-        assert fed < GROUPS // 2, "the two writers never shared the partitions; see their logs"
-        await publish(kafka_settings, topics.AD_DESIRED, [(s.group_id, s) for s in workload.created[fed : fed + 4]])
-        fed += 4
+        assert time.monotonic() < deadline, "the two writers never shared the partitions; see their logs"
+        if fed < GROUPS:
+            await publish(kafka_settings, topics.AD_DESIRED, [(s.group_id, s) for s in workload.created[fed : fed + 2]])
+            fed += 2
         await _drain(results, 0.3)
     await publish(kafka_settings, topics.AD_DESIRED, [(s.group_id, s) for s in workload.created[fed:]])
     await publish(kafka_settings, topics.AD_DESIRED, [(s.group_id, s) for s in workload.latest.values()])
