@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
 import ldap3
 import pytest
@@ -137,9 +137,11 @@ def desired(
     group_id: str | None = None,
     *,
     name: str = "Sales",
-    members: list[uuid.UUID] = (),  # type: ignore[assignment]
+    members: Sequence[uuid.UUID] = (),
+    groups: Sequence[DesiredGroup] = (),
     **overrides: object,
 ) -> DesiredGroup:
+    """A desired state as the processors would publish it: users by objectGUID, nested groups by anchor."""
     group_id = group_id or str(uuid.uuid4())
     fields: dict[str, object] = {
         "group_id": group_id,
@@ -154,11 +156,18 @@ def desired(
             "groupType": UNIVERSAL_SECURITY_GROUP,
         },
         "create_only": {"sAMAccountName": f"g{group_id[-12:]}"},
-        "members": [DesiredMember(type="user", id=f"entra-{g}", object_guid=str(g)) for g in members],
+        "members": [
+            *user_members(members),
+            *(DesiredMember(type="group", id=group.group_id, anchor=group.anchor) for group in groups),
+        ],
         "source_changed_at": dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC),
     }
     fields.update(overrides)
     return DesiredGroup.model_validate(fields)
+
+
+def user_members(guids: Sequence[uuid.UUID]) -> list[DesiredMember]:
+    return [DesiredMember(type="user", id=f"entra-{guid}", object_guid=str(guid)) for guid in guids]
 
 
 def renamed(state: DesiredGroup, **attributes: object) -> DesiredGroup:
@@ -319,9 +328,7 @@ def test_a_create_overtaken_by_another_writer_converges_the_group_it_created(
     """Two writers overlap on a group while partitions move: both read "absent", both create."""
     (_, g0), (u1, g1), *_ = users
     first = desired(test_ou, name="Overlap", members=[g0])
-    latest = renamed(first, description="the later state").model_copy(
-        update={"members": [DesiredMember(type="user", id=f"entra-{g1}", object_guid=str(g1))]}
-    )
+    latest = renamed(first, description="the later state").model_copy(update={"members": user_members([g1])})
     other, overtaken = Directory(ad_settings), None
     try:
         earlier = []

@@ -11,7 +11,8 @@ import uuid
 import ldap3
 import pytest
 
-from schemas.desired import UNIVERSAL_SECURITY_GROUP, DesiredGroup, DesiredMember, anchor_of
+from schemas.desired import DesiredGroup
+from tests.integration.test_writer import desired, user_members
 from tests.integration.wiretap import Wiretap
 from writers.directory import Applied, Directory
 from writers.provision import converge
@@ -35,24 +36,11 @@ def users(ad_admin, test_ou: str) -> list[uuid.UUID]:
     return guids
 
 
-def desired(test_ou: str, members: list[uuid.UUID], description: str = "team") -> DesiredGroup:
-    group_id = str(uuid.uuid4())
-    return DesiredGroup(
-        group_id=group_id,
-        anchor=anchor_of(group_id),
-        state="present",
-        container=test_ou,
-        attributes={"cn": f"Fast_{group_id[-12:]}", "description": description, "groupType": UNIVERSAL_SECURITY_GROUP},
-        create_only={"sAMAccountName": f"g{group_id[-12:]}"},
-        members=[DesiredMember(type="user", id=f"entra-{g}", object_guid=str(g)) for g in members],
-    )
-
-
 def changed(state: DesiredGroup, members: list[uuid.UUID], description: str) -> DesiredGroup:
     return state.model_copy(
         update={
             "attributes": {**state.attributes, "description": description},
-            "members": [DesiredMember(type="user", id=f"entra-{g}", object_guid=str(g)) for g in members],
+            "members": user_members(members),
         }
     )
 
@@ -71,13 +59,13 @@ def read(ad_admin, test_ou: str, anchor: str) -> tuple[str, set[uuid.UUID]]:
 def test_a_common_create_is_one_add_and_a_small_update_one_modify(
     directory: Directory, wiretap: Wiretap, ad_admin, test_ou: str, users: list[uuid.UUID]
 ) -> None:
-    state = desired(test_ou, users[:3])
+    state = desired(test_ou, name="Fast", members=users[:3])
 
     created = converge(directory, state, default_container=None, writer="test").result
 
     assert (created.action, created.status, created.members_added) == ("create", "success", 3)
     assert wiretap.writes() == [("add", 0)]
-    assert read(ad_admin, test_ou, state.anchor) == ("team", set(users[:3]))
+    assert read(ad_admin, test_ou, state.anchor) == ("Fast team", set(users[:3]))
 
     wiretap.clear()
     update = changed(state, [users[0], users[1], users[3]], "new team")
@@ -98,13 +86,13 @@ def test_a_create_with_a_member_missing_from_ad_falls_back_and_warns(
     directory: Directory, wiretap: Wiretap, ad_admin, test_ou: str, users: list[uuid.UUID]
 ) -> None:
     ghost = uuid.uuid4()
-    state = desired(test_ou, [users[0], ghost, *users[1:]])
+    state = desired(test_ou, name="Fast", members=[users[0], ghost, *users[1:]])
 
     result = converge(directory, state, default_container=None, writer="test").result
 
     assert (result.action, result.status, result.members_added) == ("create", "warning", 4)
     assert [w for w in result.warnings if str(ghost) in w] == result.warnings and len(result.warnings) == 1
-    assert read(ad_admin, test_ou, state.anchor) == ("team", set(users))
+    assert read(ad_admin, test_ou, state.anchor) == ("Fast team", set(users))
     # The add with the members is rejected as a whole; the group is added without them.
     assert wiretap.writes()[:2] == [("add", NO_SUCH_OBJECT), ("add", 0)]
 
@@ -112,7 +100,7 @@ def test_a_create_with_a_member_missing_from_ad_falls_back_and_warns(
 def test_a_rejected_combined_update_falls_back_and_converges_exactly(
     directory: Directory, wiretap: Wiretap, ad_admin, test_ou: str, users: list[uuid.UUID]
 ) -> None:
-    state = desired(test_ou, users[:2])
+    state = desired(test_ou, name="Fast", members=users[:2])
     converge(directory, state, default_container=None, writer="test")
     current = directory.find_group(state.anchor)
     assert current is not None
@@ -133,7 +121,7 @@ def test_a_rejected_combined_update_falls_back_and_converges_exactly(
 def test_the_anchor_is_read_again_before_a_rename_and_a_delete(
     directory: Directory, wiretap: Wiretap, test_ou: str
 ) -> None:
-    state = desired(test_ou, [])
+    state = desired(test_ou, name="Fast", members=[])
     converge(directory, state, default_container=None, writer="test")
 
     for step in (

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import ldap3
@@ -17,7 +17,8 @@ import pytest
 
 from e2ad import kafka
 from schemas.config import AdSettings, KafkaSettings
-from schemas.desired import UNIVERSAL_SECURITY_GROUP, DesiredGroup, DesiredMember, anchor_of
+from schemas.desired import DesiredGroup
+from tests.integration.test_writer import desired, user_members
 from tests.integration.wiretap import Wiretap
 from writers.connection import connect
 from writers.directory import Applied, Directory
@@ -64,28 +65,6 @@ def make_users(ad_admin, ad_settings: AdSettings, test_ou: str) -> Iterator[Call
         cleanup.unbind()
 
 
-def desired(
-    test_ou: str, name: str, users: Sequence[uuid.UUID] = (), groups: Sequence[DesiredGroup] = ()
-) -> DesiredGroup:
-    group_id = str(uuid.uuid4())
-    return DesiredGroup(
-        group_id=group_id,
-        anchor=anchor_of(group_id),
-        state="present",
-        container=test_ou,
-        attributes={"cn": f"{name}_{group_id[-12:]}", "displayName": name, "groupType": UNIVERSAL_SECURITY_GROUP},
-        create_only={"sAMAccountName": f"g{group_id[-12:]}"},
-        members=[
-            *user_members(users),
-            *(DesiredMember(type="group", id=group.group_id, anchor=group.anchor) for group in groups),
-        ],
-    )
-
-
-def user_members(guids: Sequence[uuid.UUID]) -> list[DesiredMember]:
-    return [DesiredMember(type="user", id=f"entra-{guid}", object_guid=str(guid)) for guid in guids]
-
-
 def run(directory: Directory, state: DesiredGroup) -> Convergence:
     return converge(directory, state, default_container=None, writer="test")
 
@@ -107,7 +86,7 @@ def test_a_5000_member_group_then_2000_removed_and_2000_added(
     started = time.monotonic()
     users = make_users(7000, "m")
     measured(f"membership: 7,000 users created in {time.monotonic() - started:.1f} s")
-    state = desired(test_ou, "Big", users[:5000])
+    state = desired(test_ou, name="Big", members=users[:5000])
 
     started = time.monotonic()
     created = run(directory, state).result
@@ -145,7 +124,7 @@ def test_members_missing_from_ad_are_warnings_and_the_rest_is_applied(
 ) -> None:
     users = make_users(30, "w")
     ghosts = [uuid.uuid4(), uuid.uuid4()]
-    state = desired(test_ou, "Ghosts", [*users[:15], ghosts[0], *users[15:], ghosts[1]])
+    state = desired(test_ou, name="Ghosts", members=[*users[:15], ghosts[0], *users[15:], ghosts[1]])
 
     result = run(directory, state).result
 
@@ -163,7 +142,7 @@ def test_a_member_already_there_or_already_gone_does_not_fail_the_group(
     directory: Directory, make_users, ad_admin, test_ou: str
 ) -> None:
     users = make_users(6, "d")
-    state = desired(test_ou, "Drift", users[:4])
+    state = desired(test_ou, name="Drift", members=users[:4])
     run(directory, state)
     current = directory.find_group(state.anchor)
     assert current is not None
@@ -185,8 +164,8 @@ def test_a_member_already_there_or_already_gone_does_not_fail_the_group(
 def test_nested_groups_in_either_order_with_pending_references(
     directory: Directory, ad_admin, test_ou: str, order: str
 ) -> None:
-    child = desired(test_ou, "Child")
-    parent = desired(test_ou, "Parent", groups=[child])
+    child = desired(test_ou, name="Child")
+    parent = desired(test_ou, name="Parent", groups=[child])
     pending = PendingReferences()
     pending.assign([0])
     pending.load(0, {})
@@ -217,8 +196,8 @@ async def test_waits_survive_a_restart_and_announcements_reach_the_parents_write
     kafka_settings: KafkaSettings, directory: Directory, ad_admin, test_ou: str
 ) -> None:
     """Through the real broker: ad.pending is read back on (re)assignment, ad.created is heard by every writer."""
-    child, late = desired(test_ou, "Child"), desired(test_ou, "Late")
-    parent = desired(test_ou, "Parent", groups=[child, late])
+    child, late = desired(test_ou, name="Child"), desired(test_ou, name="Late")
+    parent = desired(test_ou, name="Parent", groups=[child, late])
     producer = kafka.producer(kafka_settings)
     await producer.start()
     parents_writer, childs_writer = PendingKafka(kafka_settings, producer), PendingKafka(kafka_settings, producer)
@@ -292,8 +271,8 @@ async def test_a_running_writer_completes_nested_groups_in_either_order(
     settings = Settings(
         kafka=kafka_settings, ad=ad_settings, provisioning=ProvisioningSettings(target_container=test_ou)
     )
-    child = desired(test_ou, "Child")
-    parent = desired(test_ou, "Parent", groups=[child])
+    child = desired(test_ou, name="Child")
+    parent = desired(test_ou, name="Parent", groups=[child])
     async with Harness(settings) as writer:
         if order == "parent first":
             [waits] = await writer.converge(parent)

@@ -28,10 +28,10 @@ from aiokafka.partitioner import murmur2
 from e2ad.pipeline import settings_environment
 from schemas import topics
 from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings
-from schemas.desired import DesiredGroup, DesiredMember
+from schemas.desired import DesiredGroup
 from schemas.results import ProvisioningResult
 from tests.integration.stages import TopicWatcher, publish, running_stage
-from tests.integration.test_writer import ANCHOR, _guid, desired, renamed
+from tests.integration.test_writer import ANCHOR, _guid, desired, renamed, user_members
 
 pytestmark = pytest.mark.integration
 
@@ -41,9 +41,7 @@ WAIT_SECONDS = 120
 
 
 def with_members(state: DesiredGroup, guids: list[uuid.UUID]) -> DesiredGroup:
-    return state.model_copy(
-        update={"members": [DesiredMember(type="user", id=f"entra-{g}", object_guid=str(g)) for g in guids]}
-    )
+    return state.model_copy(update={"members": user_members(guids)})
 
 
 def groups_in_ad(ad_admin, ou: str) -> dict[str, list[dict]]:
