@@ -191,6 +191,7 @@ class WriterService:
         assert self._producer is not None
         self._fetching(False)
         records = latest_per_group(batches)
+        states = [_desired_or_error(record) for record in records]
         acks: list[asyncio.Future[object]] = []
         found: dict[str, list[AdGroup]] | None = None
         for index, record in enumerate(records):
@@ -198,8 +199,8 @@ class WriterService:
                 return await self._settle(batches, records[index:], acks)
             try:
                 if found is None:
-                    found = await self._read_batch(records)
-                result, pending_acks = await self._provision(record, found)
+                    found = await self._read_batch(states)
+                result, pending_acks = await self._provision(record, states[index], found)
             except DirectoryUnavailable as exc:
                 await self._ad_unavailable(exc)
                 return await self._settle(batches, records[index:], acks)
@@ -279,29 +280,25 @@ class WriterService:
             self._control.pause(*self._control.assignment())
             self._consumer.pause(*self._consumer.assignment())
 
-    async def _read_batch(self, records: list[ConsumerRecord]) -> dict[str, list[AdGroup]]:
+    async def _read_batch(self, states: list[DesiredGroup | pydantic.ValidationError]) -> dict[str, list[AdGroup]]:
         """The batch's groups as AD has them, in a few searches instead of one per group."""
-        anchors: list[str] = []
-        managed: set[str] = set()
-        for record in records:
-            with contextlib.suppress(pydantic.ValidationError):  # _provision reports it
-                desired = topics.decode(DesiredGroup, record.value)
-                anchors.append(desired.anchor)
-                managed.update(desired.attributes)
-        return await self._on_ldap_thread(self._directory.find_groups, anchors, managed)
+        desired = [state for state in states if isinstance(state, DesiredGroup)]  # _provision reports the rest
+        managed = {name for state in desired for name in state.attributes}
+        return await self._on_ldap_thread(self._directory.find_groups, [state.anchor for state in desired], managed)
 
     async def _provision(
-        self, record: ConsumerRecord, found: dict[str, list[AdGroup]]
+        self,
+        record: ConsumerRecord,
+        state: DesiredGroup | pydantic.ValidationError,
+        found: dict[str, list[AdGroup]],
     ) -> tuple[ProvisioningResult, list[asyncio.Future[object]]]:
         """The result for one record, and the sends its wait for nested groups needs acknowledged.
 
         Raises DirectoryUnavailable or BindRejected when AD cannot decide.
         """
-        try:
-            desired = topics.decode(DesiredGroup, record.value)
-        except pydantic.ValidationError as exc:
-            return _invalid_record(record, exc, self.name), []
-        return await self._decide(desired, record.partition, found)
+        if isinstance(state, pydantic.ValidationError):
+            return _invalid_record(record, state, self.name), []
+        return await self._decide(state, record.partition, found)
 
     async def _decide(
         self, desired: DesiredGroup, partition: int, found: dict[str, list[AdGroup]] | None = None
@@ -493,6 +490,14 @@ def latest_per_group(batches: dict[TopicPartition, list[ConsumerRecord]]) -> lis
             by_key[record.key] = record
         latest += [record for record in by_key.values() if record.value is not None]
     return latest
+
+
+def _desired_or_error(record: ConsumerRecord) -> DesiredGroup | pydantic.ValidationError:
+    """A record's desired state, decoded once per batch; the error names the field when it is unusable."""
+    try:
+        return topics.decode(DesiredGroup, record.value)
+    except pydantic.ValidationError as exc:
+        return exc
 
 
 def _invalid_record(record: ConsumerRecord, error: pydantic.ValidationError, writer: str) -> ProvisioningResult:

@@ -503,6 +503,26 @@ async def test_ad_rejection_is_a_failure_result_and_protected_names_are_refused(
     assert {letter.key.decode() for letter in writer.dead_letters} == {invalid.group_id, protected.group_id}
 
 
+async def test_an_unreadable_desired_state_fails_alone_naming_the_field(
+    writer: Harness, ad_admin, test_ou: str
+) -> None:
+    good = desired(test_ou, name="Readable")
+    broken_id = str(uuid.uuid4())
+    broken = topics.encode(desired(test_ou, broken_id)).replace(b'"state":"present"', b'"state":"maybe"')
+    await writer.producer.send_and_wait(topics.AD_DESIRED, broken, key=topics.key(broken_id))
+
+    results = {r.group_id: r for r in await writer.converge(good)}
+    results.update({r.group_id: r for r in await writer.wait_results({broken_id}, after=0)})
+
+    unreadable = results[broken_id]
+    assert (unreadable.action, unreadable.status) == ("skip", "failure")
+    assert "invalid desired state" in (unreadable.error_message or "") and "state" in (unreadable.error_message or "")
+    assert results[good.group_id].status == "success" and read_group(ad_admin, test_ou, good.anchor) is not None
+    assert read_group(ad_admin, test_ou, anchor_of(broken_id)) is None
+    await writer.poll(0.5)
+    assert broken_id.encode() in {letter.key for letter in writer.dead_letters}
+
+
 async def test_a_batch_is_read_in_a_few_searches_and_an_ambiguous_anchor_fails_alone(
     writer: Harness, ad_admin, test_ou: str
 ) -> None:
