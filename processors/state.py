@@ -60,7 +60,7 @@ class TrackedTable(MutableMapping[str, Any]):
         return len(self._data)
 
     def _restore(self, key: str, value: Any) -> None:
-        self._data[key] = value
+        self._data[key] = value  # as read from processors.state: nothing to write back
 
 
 class ProcessorStore:
@@ -84,7 +84,15 @@ class ProcessorStore:
         return self.tables["parents"]
 
     def load(self, latest: Mapping[bytes, bytes]) -> None:
-        """Rebuild from processors.state read to its end (the latest value of every key)."""
+        """Rebuild from processors.state read to its end (the latest value of every key).
+
+        Whatever the store held is dropped first: after an agent restarted by faust's supervisor,
+        memory may hold writes of a record that never reached the topic.
+        """
+        self._pending.clear()
+        self._applied.clear()
+        for table in self.tables.values():
+            table._data.clear()
         for raw_key, raw_value in latest.items():
             name, _, key = raw_key.decode().partition(_SEPARATOR)
             value = json.loads(raw_value)

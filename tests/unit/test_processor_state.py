@@ -53,3 +53,16 @@ def test_each_key_written_is_reported_once_with_its_latest_value_and_deletes_as_
 def test_an_unknown_key_in_the_topic_is_refused_naming_it() -> None:
     with pytest.raises(ValueError, match="unknown key b'tables/x'"):
         ProcessorStore().load({b"tables/x": b"{}"})
+
+
+def test_loading_drops_what_memory_held_that_never_reached_the_topic() -> None:
+    store = ProcessorStore()
+    store.groups["written"] = {"v": 1}
+    log: dict[bytes, bytes] = {}
+    written(store, log)
+    store.groups["lost"] = {"v": 2}  # the agent died before this record's writes were sent
+
+    store.load(log)
+
+    assert dict(store.groups) == {"written": {"v": 1}}
+    assert store.changed_keys() == []

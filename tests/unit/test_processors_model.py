@@ -418,7 +418,7 @@ class GlobalTableMachine(ProcessorsMachine):
 
 
 MODEL_SETTINGS = settings(
-    max_examples=1500,
+    max_examples=2000,
     stateful_step_count=40,
     deadline=None,
     database=None,
