@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import operator
 import random
-import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from difflib import get_close_matches
@@ -303,10 +302,11 @@ class Expression:
             return IGNORE_FLOW
         except ExpressionEvaluationError:
             raise
-        except (ValueError, TypeError, ArithmeticError, re.error) as exc:
-            # A value the function cannot take (a date out of range, a number where text was expected…)
-            # is this object's error, never a crash of the pipeline.
-            raise ExpressionEvaluationError(f"cannot evaluate {self.text!r}: {exc}") from exc
+        except Exception as exc:
+            # The source values come from the tenant: whatever a function cannot take (a date out of
+            # range, a number where text was expected, a regex that gives up, or a defect of ours that
+            # a value finds) is this object's error, never a crash of the pipeline.
+            raise ExpressionEvaluationError(f"cannot evaluate {self.text!r}: {type(exc).__name__}: {exc}") from exc
 
 
 def _compile(text: str, tokens: Mapping[str, str] | None) -> tuple[Expression | None, list[ExpressionError]]:

@@ -33,12 +33,13 @@ _FILETIME_NEVER = frozenset({0, 0x7FFFFFFFFFFFFFFF})
 _ISO_DATE = re.compile(
     r"(?P<year>\d{4})-(?P<month>\d{1,2})-(?P<day>\d{1,2})"
     r"(?:[T ](?P<hour>\d{1,2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?:\.(?P<fraction>\d{1,7}))?)?)?"
-    r"\s*(?P<offset>Z|[+-]\d{2}(?::?\d{2})?)?"
+    r"\s*(?P<offset>Z|[+-]\d{2}(?::?\d{2})?)?",
+    re.ASCII,  # .NET reads ASCII digits only
 )
 _US_DATE = re.compile(
     r"(?P<month>\d{1,2})/(?P<day>\d{1,2})/(?P<year>\d{4})"
     r"(?:\s+(?P<hour>\d{1,2}):(?P<minute>\d{2})(?::(?P<second>\d{2}))?\s*(?P<meridiem>AM|PM)?)?",
-    re.IGNORECASE,
+    re.IGNORECASE | re.ASCII,
 )
 _MONTHS = tuple(calendar.month_name)[1:]
 _DAYS = tuple(calendar.day_name)
@@ -240,6 +241,13 @@ def _token_regex(letter: str, count: int) -> str:
     return r"(?:A\.D\.|AD)"  # g: the era
 
 
+def _month_number(name: str) -> int:
+    for number, month in enumerate(_MONTHS, 1):
+        if month.lower().startswith(name.lower()):
+            return number
+    raise ValueError(f"{name!r} is not a month name")
+
+
 def parse_exact(text: str, pattern: str, styles: frozenset[str]) -> datetime:
     """Parse `text` with a .NET custom format (DateTime.ParseExact); raises ValueError when it doesn't fit."""
     regex = "".join(
@@ -248,17 +256,16 @@ def parse_exact(text: str, pattern: str, styles: frozenset[str]) -> datetime:
     )
     if not styles or styles & {"AllowLeadingWhite", "AllowTrailingWhite", "AllowWhiteSpaces"}:
         text = text.strip()
-    match = re.fullmatch(regex, text, re.IGNORECASE)
+    # ASCII: Unicode case folding would let 'ſ' match 's' and 'K' (Kelvin) match 'k' in month and day
+    # names, which .NET's invariant culture does not, and which no name could then be looked up by.
+    match = re.fullmatch(regex, text, re.IGNORECASE | re.ASCII)
     if match is None:
         raise ValueError(f"{text!r} does not match the date format {pattern!r}")
     parts = match.groupdict()
     year = int(parts.get("y") or 1)
     if parts.get("y") and len(parts["y"]) <= 2:
         year += 2000 if year < 30 else 1900  # .NET's two-digit-year window (1930–2029)
-    if parts.get("Mname"):
-        month = next(i for i, name in enumerate(_MONTHS, 1) if name.lower().startswith(parts["Mname"].lower()))
-    else:
-        month = int(parts.get("M") or 1)
+    month = _month_number(parts["Mname"]) if parts.get("Mname") else int(parts.get("M") or 1)
     hour = int(parts.get("H") or parts.get("h") or 0)
     if parts.get("t"):
         hour = hour % 12 + (12 if parts["t"][0] in "Pp" else 0)

@@ -30,8 +30,13 @@ from processors.expressions.syntax import (
 
 ENUM_NAMES = frozenset({"vbTextCompare", "vbBinaryCompare", "Unicode", "ASCII", "UTF8"})
 COMPARISONS = frozenset({"=", "<>", ">", ">=", "<", "<="})
-# Deep enough for any real mapping, shallow enough that Python's recursion limit is never the error.
-MAX_NESTING = 100
+# Limits checked when the configuration loads, each far above any real mapping: deep enough, long
+# enough, and small enough that neither the compiler's nor the evaluator's recursion (a chain of
+# `&` is a nested tree too) can reach Python's limit, and no literal costs much to hold or convert.
+MAX_NESTING = 100  # nested calls, parentheses and `&` terms together
+MAX_LENGTH = 10_000  # characters of one expression
+MAX_LITERAL = 4_000  # characters of one string literal
+MAX_INTEGER_DIGITS = 19  # a 64-bit integer, as .NET's expressions take them
 
 # `&H` directly followed by a hex digit is a hex literal (VB), otherwise `&` is concatenation.
 _TOKEN_PATTERN = re.compile(
@@ -112,9 +117,7 @@ class _Parser:
         return node
 
     def _expression(self) -> Node:
-        self._depth += 1
-        if self._depth > MAX_NESTING:
-            raise ExpressionSyntaxError(f"expression nested deeper than {MAX_NESTING}", position=self._peek().position)
+        self._deeper(self._peek())
         left = self._concat()
         token = self._peek()
         if token.kind == "op" and token.text in COMPARISONS:
@@ -124,21 +127,37 @@ class _Parser:
         return left
 
     def _concat(self) -> Node:
+        depth = self._depth
         left = self._primary()
         while (token := self._peek()).kind == "op" and token.text == "&":
             self._advance()
+            self._deeper(token)
             left = BinaryOperation("&", left, self._primary(), token.position)
+        self._depth = depth
         return left
+
+    def _deeper(self, token: _Token) -> None:
+        self._depth += 1
+        if self._depth > MAX_NESTING:
+            raise ExpressionSyntaxError(
+                f"expression nested deeper than {MAX_NESTING} (calls, parentheses and '&' terms together)",
+                position=token.position,
+            )
 
     def _primary(self) -> Node:
         token = self._advance()
         match token.kind:
             case "string":
+                if len(token.text) - 2 > MAX_LITERAL:
+                    raise ExpressionSyntaxError(
+                        f"string literal of {len(token.text) - 2} characters: at most {MAX_LITERAL}",
+                        position=token.position,
+                    )
                 return StringLiteral(_unescape(token.text[1:-1]), token.position)
             case "integer":
-                return IntegerLiteral(int(token.text), token.position)
+                return IntegerLiteral(int(_digits(token, token.text.lstrip("-"))), token.position)
             case "hex":
-                return IntegerLiteral(int(token.text[2:], 16), token.position)
+                return IntegerLiteral(int(_digits(token, token.text[2:]), 16), token.position)
             case "attribute":
                 name = token.text[1:-1].strip()
                 if not name:
@@ -207,10 +226,20 @@ class _Parser:
             )
 
 
+def _digits(token: _Token, digits: str) -> str:
+    if len(digits.lstrip("0")) > MAX_INTEGER_DIGITS:
+        raise ExpressionSyntaxError(
+            f"integer literal of {len(digits)} digits: at most {MAX_INTEGER_DIGITS}", position=token.position
+        )
+    return token.text if token.kind == "integer" else digits
+
+
 def _describe(token: _Token) -> str:
     return "the end of the expression" if token.kind == "end" else repr(token.text)
 
 
 def parse(text: str) -> Node:
     """Parse expression text into a syntax tree; raises ExpressionSyntaxError naming position and expectation."""
+    if len(text) > MAX_LENGTH:
+        raise ExpressionSyntaxError(f"expression of {len(text)} characters: at most {MAX_LENGTH}", position=MAX_LENGTH)
     return _Parser(text).parse()

@@ -4,12 +4,12 @@ given) and those that read the clock or the random source (Guid, Now, RandomStri
 
 from __future__ import annotations
 
-import re
 import string
 import uuid
 
+from processors.expressions import dotnet_regex
 from processors.expressions.context import EvaluationContext, Evaluator, IgnoreFlowSignal
-from processors.expressions.dotnet_regex import compile_dotnet, substitution
+from processors.expressions.dotnet_regex import Match, Pattern, PatternError, compile_dotnet, substitution
 from processors.expressions.errors import ExpressionCheckError, ExpressionEvaluationError
 from processors.expressions.syntax import Call, Missing, StringLiteral
 from processors.expressions.values import Value, as_boolean, as_integer, as_text, is_null_or_empty
@@ -132,22 +132,22 @@ def build_random_string(call: Call, arguments: list[Evaluator]) -> Evaluator:
     return random_string
 
 
-def _literal_pattern(call: Call, index: int) -> re.Pattern[str] | None:
+def _literal_pattern(call: Call, index: int) -> Pattern | None:
     node = call.arguments[index]
     if not isinstance(node, StringLiteral):
         return None
     try:
         return compile_dotnet(node.value)
-    except re.error as exc:
+    except PatternError as exc:
         raise ExpressionCheckError(f"Replace(): invalid regexPattern: {exc}", position=node.position) from None
 
 
-def _pattern(literal: re.Pattern[str] | None, argument: Evaluator, context: EvaluationContext) -> re.Pattern[str]:
+def _pattern(literal: Pattern | None, argument: Evaluator, context: EvaluationContext) -> Pattern:
     if literal is not None:
         return literal
     try:
         return compile_dotnet(as_text(argument(context), "Replace") or "")
-    except re.error as exc:
+    except PatternError as exc:
         raise ExpressionEvaluationError(f"Replace(): invalid regexPattern: {exc}") from None
 
 
@@ -158,11 +158,23 @@ _REPLACE_FORMS = (
 )
 
 
+REPLACE_ARITY = 7
+
+
+def _nothing(context: EvaluationContext) -> Value:
+    return None
+
+
 def build_replace(call: Call, arguments: list[Evaluator]) -> Evaluator:
     """Replace(source, oldValue, regexPattern, regexGroupName, replacementValue, replacementAttributeName,
     template): the form is chosen once, here, from which positions are filled (`""` counts as given)."""
-    given = tuple(not isinstance(node, Missing) for node in call.arguments)
-    source, old, pattern_argument, group_argument, replacement, attribute, template = arguments
+    # Trailing optional arguments may be left out: Replace([a], "x", , , "y") is the value form.
+    missing = REPLACE_ARITY - len(arguments)
+    given = tuple(not isinstance(node, Missing) for node in call.arguments) + (False,) * missing
+    source, old, pattern_argument, group_argument, replacement, attribute, template = [
+        *arguments,
+        *[_nothing] * missing,
+    ]
     form = {
         (True, False, False, True, False, False): "value",
         (True, False, False, False, False, True): "template",
@@ -208,7 +220,7 @@ def build_replace(call: Call, arguments: list[Evaluator]) -> Evaluator:
                 if value is None:
                     return None
                 expand = substitution(text(replacement, context) or "")
-                return _pattern(literal, pattern_argument, context).sub(expand, value)
+                return dotnet_regex.sub(_pattern(literal, pattern_argument, context), expand, value)
 
             return replace_regex
         case "regex group":
@@ -219,7 +231,7 @@ def build_replace(call: Call, arguments: list[Evaluator]) -> Evaluator:
                     return None
                 group, new = text(group_argument, context) or "", text(replacement, context) or ""
 
-                def swap(match: re.Match[str]) -> str:
+                def swap(match: Match) -> str:
                     start, end = match.span(group)
                     if start < 0:
                         return match.group()
@@ -227,7 +239,7 @@ def build_replace(call: Call, arguments: list[Evaluator]) -> Evaluator:
                     return whole[: start - offset] + new + whole[end - offset :]
 
                 try:
-                    return _pattern(literal, pattern_argument, context).sub(swap, value)
+                    return dotnet_regex.sub(_pattern(literal, pattern_argument, context), swap, value)
                 except IndexError:
                     raise ExpressionEvaluationError(f"Replace(): regexPattern has no group named {group!r}") from None
 
@@ -244,7 +256,7 @@ def build_replace(call: Call, arguments: list[Evaluator]) -> Evaluator:
         fallback = text(attribute, context)
         if fallback is None:
             return None
-        match = _pattern(literal, pattern_argument, context).search(fallback)
+        match = dotnet_regex.search(_pattern(literal, pattern_argument, context), fallback)
         try:
             return match.group(text(group_argument, context) or "") if match else None
         except IndexError:
