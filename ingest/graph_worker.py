@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from e2ad import kafka
 from ingest.delta import DeltaReader
 from ingest.graph_client import build_credential, build_graph_client, close_graph_client, describe_graph_error
+from ingest.graph_transport import GraphTransport
 from ingest.subscriptions import SubscriptionKeeper
 from schemas import topics
 from schemas.config import Settings
@@ -56,8 +57,9 @@ class GraphWorker:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume hints and run delta rounds until stop is set."""
         graph = self._settings.graph
-        credential = self._credential or build_credential(graph)
-        client = build_graph_client(credential, graph)
+        transport = GraphTransport.from_settings(graph)  # one trust and proxy decision for token and Graph
+        credential = self._credential or build_credential(graph, transport)
+        client = build_graph_client(credential, graph, transport=transport)
         keeper = None
         if self._settings.webhook.public_url is not None:
             keeper = SubscriptionKeeper(client, self._settings.webhook)
