@@ -6,6 +6,7 @@ transport configuration: graph.ca_bundle, graph.proxy, HTTPS_PROXY / NO_PROXY.
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,12 +15,15 @@ import httpx
 import pytest
 from azure.core.exceptions import ServiceRequestError
 
+from e2ad import kafka
 from e2ad.standin import GraphStandin, running_standin
 from e2ad.standin.tls import make_test_ca
 from ingest.delta import read_round
 from ingest.graph_client import build_credential, build_graph_client, close_graph_client, describe_graph_error
 from ingest.graph_transport import GraphTransport
-from schemas.config import GraphSettings
+from ingest.graph_worker import GraphWorker
+from schemas import topics
+from schemas.config import GraphSettings, KafkaSettings, Settings
 from tests.fakes import FakeAsyncCredential
 from tests.integration.connect_proxy import ConnectProxy
 
@@ -91,6 +95,30 @@ async def test_https_proxy_variable_is_followed_and_no_proxy_exempts(
         assert await delta_round_with_real_credential(standin.graph_settings()) == ["Marketing", "Sales"]
         assert len(proxy.tunnels) == 2  # nothing more went through the proxy
     assert len(standin.token_requests) == 2
+
+
+@pytest.mark.integration
+async def test_graph_worker_builds_its_credential_and_client_on_one_proxied_transport(
+    standin: GraphStandin, kafka_settings: KafkaSettings
+) -> None:
+    async with ConnectProxy(credentials=("e2ad", "proxy-secret")) as proxy:
+        settings = Settings(kafka=kafka_settings, graph=standin.graph_settings(proxy=proxy.url))
+        worker = GraphWorker(settings)  # no injected credential: the ClientSecretCredential of production
+        worker.start_thread()
+        try:
+            async with asyncio.timeout(30):
+                while worker.completed_rounds == 0 and worker.failed_rounds == 0:
+                    await asyncio.sleep(0.05)
+        finally:
+            await asyncio.to_thread(worker.stop)
+
+    assert (worker.completed_rounds, worker.failed_rounds) == (1, 0)
+    changes = await kafka.read_latest(kafka_settings, topics.GRAPH_CHANGES)
+    assert len(changes) == 2  # Sales and Marketing
+    assert proxy.refused == []
+    assert proxy.tunnels_to(standin.authority_host) == 1
+    assert proxy.tunnels_to(standin.graph_base_url) == 1  # users' and groups' delta pages, one connection
+    assert len(standin.token_requests) == 1
 
 
 async def test_graph_proxy_wins_over_no_proxy(standin: GraphStandin, monkeypatch: pytest.MonkeyPatch) -> None:
