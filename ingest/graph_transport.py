@@ -43,7 +43,7 @@ class GraphTransport:
     @classmethod
     def from_settings(cls, settings: GraphSettings, environ: Mapping[str, str] | None = None) -> GraphTransport:
         environ = os.environ if environ is None else environ
-        configured = str(settings.proxy) if settings.proxy is not None else None
+        configured = settings.proxy.get_secret_value() if settings.proxy is not None else None
         transport = cls(
             ca_bundle=settings.ca_bundle,
             graph_proxy=proxy_for(str(settings.base_url), configured, environ),

@@ -64,10 +64,11 @@ def test_transport_resolves_graph_and_authority_separately() -> None:
     assert transport.authority_proxy is None
 
 
-def test_graph_proxy_setting_applies_to_both_endpoints() -> None:
-    settings = GraphSettings(proxy="http://user:p%40ss@proxy.corp.example:3128")
-    transport = GraphTransport.from_settings(settings, {})
-    assert transport.graph_proxy == transport.authority_proxy == "http://user:p%40ss@proxy.corp.example:3128/"
+def test_graph_proxy_setting_applies_to_both_endpoints_and_stays_out_of_logs() -> None:
+    settings = Settings(graph={"proxy": "http://e2ad:p%40ss@proxy.corp.example:3128"})
+    transport = GraphTransport.from_settings(settings.graph, {})
+    assert transport.graph_proxy == transport.authority_proxy == "http://e2ad:p%40ss@proxy.corp.example:3128"
+    assert "p%40ss" not in repr(settings)  # the URL carries the proxy's credentials
 
 
 @pytest.mark.parametrize(
@@ -75,8 +76,10 @@ def test_graph_proxy_setting_applies_to_both_endpoints() -> None:
     [
         ("https://proxy.corp.example:3128", "Value error, must be an http:// proxy URL, not https://"),
         ("http://proxy.corp.example:3128/wpad.dat", "Value error, must be http://[user:password@]host:port"),
-        ("socks5://proxy.corp.example:1080", "URL scheme should be 'http' or 'https'"),
-        ("proxy.corp.example:3128", "URL scheme should be 'http' or 'https'"),  # in YAML a URL, unlike HTTPS_PROXY
+        ("socks5://proxy.corp.example:1080", "Value error, must be an http:// proxy URL, not socks5://"),
+        ("proxy.corp.example:3128", "Value error, must be a URL: http://"),  # unlike HTTPS_PROXY, a URL
+        ("http://proxy.corp.example:31280000", "Value error, bad port"),
+        ("http://:3128", "Value error, names no proxy host"),
     ],
 )
 def test_graph_proxy_setting_is_validated_naming_the_field(proxy: str, message: str) -> None:
