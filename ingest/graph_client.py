@@ -30,6 +30,7 @@ def build_credential(settings: GraphSettings, transport: GraphTransport | None =
     """An aio client-secret or certificate credential for settings' tenant and authority.
 
     transport (by default from settings and the environment) decides the CAs it trusts and its proxy.
+    Call it on the event loop that will use the credential: its aiohttp session belongs to that loop.
     """
     if not settings.tenant_id or not settings.client_id:
         raise GraphNotConfigured("graph.tenant_id and graph.client_id are needed to build a Graph credential")
