@@ -7,6 +7,8 @@ transport configuration: graph.ca_bundle, graph.proxy, HTTPS_PROXY / NO_PROXY.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -26,6 +28,7 @@ from schemas import topics
 from schemas.config import GraphSettings, KafkaSettings, Settings
 from tests.fakes import FakeAsyncCredential
 from tests.integration.connect_proxy import ConnectProxy
+from tests.integration.stages import command_environment
 
 PROXY_VARIABLES = ("https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY", "http_proxy", "HTTP_PROXY")
 
@@ -159,3 +162,30 @@ async def test_without_graph_ca_bundle_the_private_ca_is_not_trusted(standin: Gr
             await read_round(client, "groups", None)
     finally:
         await close_graph_client(client)
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"HTTPS_PROXY": "socks5://proxy:1080"}, "Error: HTTPS_PROXY: must be an http:// proxy URL, not socks5://"),
+        ({"E2AD_GRAPH__CA_BUNDLE": "/nonexistent/ca.pem"}, "Error: graph.ca_bundle: cannot load /nonexistent/ca.pem"),
+    ],
+)
+def test_ingest_refuses_to_start_naming_the_bad_transport_setting(environ: dict[str, str], message: str) -> None:
+    settings = {
+        "E2AD_GRAPH__TENANT_ID": "tenant",
+        "E2AD_GRAPH__CLIENT_ID": "client",
+        "E2AD_GRAPH__CLIENT_SECRET": "secret",
+        "E2AD_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:9",  # never reached: the check comes first
+    }
+    inherited = {k: v for k, v in command_environment(settings).items() if k not in PROXY_VARIABLES}
+    done = subprocess.run(
+        [sys.executable, "-m", "e2ad", "ingest"],
+        env={**inherited, **environ},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
