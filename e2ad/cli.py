@@ -124,13 +124,17 @@ def up(ctx: Context) -> None:
 @pass_context
 def ingest(ctx: Context) -> None:
     """Run the webhook and the graph worker (subscriptions, delta rounds) against the configured tenant."""
+    from ingest.graph_transport import GraphTransportError
     from ingest.service import run_ingest
 
     settings = ctx.settings()
     if not settings.graph.configured:
         raise click.ClickException("graph.tenant_id is not set: ingest needs a tenant (or use `e2ad up`)")
     configure_logging(settings.log_level, "ingest")
-    _run_until_signalled(lambda stop: run_ingest(settings, stop))
+    try:
+        _run_until_signalled(lambda stop: run_ingest(settings, stop))
+    except GraphTransportError as exc:  # graph.ca_bundle or a proxy variable, named in the message
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from e2ad import kafka
 from ingest.delta import DeltaReader
 from ingest.graph_client import build_credential, build_graph_client, close_graph_client, describe_graph_error
+from ingest.graph_transport import GraphTransport
 from ingest.subscriptions import SubscriptionKeeper
 from schemas import topics
 from schemas.config import Settings
@@ -46,6 +47,9 @@ class GraphWorker:
     def __init__(self, settings: Settings, *, credential: AsyncTokenCredential | None = None) -> None:
         self._settings = settings
         self._credential = credential  # tests inject one; otherwise built from settings.graph
+        # One trust and proxy decision for token and Graph, made here: a bad graph.ca_bundle or proxy
+        # variable stops start-up instead of the worker's thread.
+        self._transport = GraphTransport.from_settings(settings.graph)
         self.completed_rounds = 0
         self.failed_rounds = 0
         self._thread: threading.Thread | None = None
@@ -56,8 +60,8 @@ class GraphWorker:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume hints and run delta rounds until stop is set."""
         graph = self._settings.graph
-        credential = self._credential or build_credential(graph)
-        client = build_graph_client(credential, graph)
+        credential = self._credential or build_credential(graph, self._transport)
+        client = build_graph_client(credential, graph, transport=self._transport)
         keeper = None
         if self._settings.webhook.public_url is not None:
             keeper = SubscriptionKeeper(client, self._settings.webhook)

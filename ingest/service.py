@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 async def run_ingest(
     settings: Settings, stop: asyncio.Event, *, credential: AsyncTokenCredential | None = None
 ) -> None:
+    worker = GraphWorker(settings, credential=credential)  # first: it checks the Graph transport settings
     await ensure_topics(settings.kafka)
     app = build_app(settings.webhook, NotificationSink(settings.kafka))
     runner = web.AppRunner(app, access_log=None)
@@ -26,7 +27,6 @@ async def run_ingest(
     # The webhook listens before the worker subscribes: Graph validates the URL while subscribing.
     await web.TCPSite(runner, settings.webhook.listen_host, settings.webhook.listen_port).start()
     log.info("webhook listening on %s:%s", settings.webhook.listen_host, settings.webhook.listen_port)
-    worker = GraphWorker(settings, credential=credential)
     worker.start_thread()
     try:
         await stop.wait()

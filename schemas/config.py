@@ -24,6 +24,25 @@ def _json_from_environment(value: object) -> object:
     return value
 
 
+def check_proxy_url(url: str) -> None:
+    """Raise ValueError unless url is an http:// proxy, the kind both of Graph's HTTP clients tunnel through."""
+    if "://" not in url:
+        raise ValueError("must be a URL: http://[user:password@]host:port")
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        # TLS to the proxy itself would need a trust setting of its own, and aiohttp (the token requests)
+        # ignores https:// proxies given in the environment.
+        raise ValueError(f"must be an http:// proxy URL, not {parts.scheme}://")
+    try:
+        parts.port  # noqa: B018 - parsing it is the check
+    except ValueError as exc:
+        raise ValueError(f"bad port: {exc}") from None
+    if not parts.hostname:
+        raise ValueError("names no proxy host")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError("must be http://[user:password@]host:port, without a path or query")
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -45,7 +64,10 @@ class GraphSettings(_Section):
     # National clouds (graph.microsoft.us, login.microsoftonline.us, …) and the tests' stand-in.
     base_url: AnyHttpUrl = AnyHttpUrl(GRAPH_PUBLIC_CLOUD)
     authority_host: AnyHttpUrl = AnyHttpUrl(AUTHORITY_PUBLIC_CLOUD)
-    ca_bundle: Path | None = None
+    ca_bundle: Path | None = None  # trusted besides the system's CAs, for Graph and the authority
+    # http://[user:password@]host:port for Graph and the authority; without it HTTPS_PROXY / NO_PROXY apply.
+    # Secret: the URL may carry the proxy's credentials.
+    proxy: SecretStr | None = None
     delta_interval_seconds: float = Field(120.0, gt=0)  # a delta round runs at least this often
     hint_debounce_seconds: float = Field(0.3, ge=0)  # notifications inside this window share a round
     page_size: int | None = Field(None, ge=1, le=999)
@@ -53,6 +75,13 @@ class GraphSettings(_Section):
     @property
     def configured(self) -> bool:
         return self.tenant_id is not None
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy_is_http(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            check_proxy_url(v.get_secret_value())
+        return v
 
     @model_validator(mode="after")
     def _credentials_complete(self) -> GraphSettings:

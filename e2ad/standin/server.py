@@ -1,4 +1,4 @@
-"""The Graph stand-in's HTTP side: Graph v1.0 on http://127.0.0.1 and the token endpoint on https.
+"""The Graph stand-in's HTTP side: Graph v1.0 on http:// or https://127.0.0.1, the token endpoint on https.
 
 It serves the real msgraph-sdk and azure-identity code paths: collections with absolute
 @odata.nextLink paging, delta rounds with split members@delta and 410 on expired tokens, 429 with
@@ -70,7 +70,7 @@ class GraphStandin:
         self.requests: list[SeenRequest] = []
         self.token_requests: list[dict[str, str]] = []
         self.issued_tokens: set[str] = set()
-        self.graph_base_url = ""  # set by running_standin, e.g. http://127.0.0.1:PORT/v1.0
+        self.graph_base_url = ""  # set by running_standin, e.g. https://127.0.0.1:PORT/v1.0
         self.authority_host = ""  # e.g. https://127.0.0.1:PORT
         self.ca_file: Path | None = None
         self._throttled_requests = 0
@@ -370,8 +370,11 @@ class GraphStandin:
 
 
 @contextlib.asynccontextmanager
-async def running_standin(tenant: Tenant | None = None, **options: Any) -> AsyncIterator[GraphStandin]:
-    """Serve a GraphStandin on loopback: Graph over http, the token endpoint over https with a fresh test CA."""
+async def running_standin(
+    tenant: Tenant | None = None, *, graph_tls: bool = False, **options: Any
+) -> AsyncIterator[GraphStandin]:
+    """Serve a GraphStandin on loopback: the token endpoint over https with a fresh test CA, and Graph on a
+    port of its own, over http or (graph_tls) over https with the same CA, as real Graph is reached."""
     standin = GraphStandin(tenant, **options)
     runner = web.AppRunner(standin.app(), access_log=None)
     await runner.setup()
@@ -379,9 +382,10 @@ async def running_standin(tenant: Tenant | None = None, **options: Any) -> Async
         ca_file, tls = make_test_ca(Path(tmp))
         graph_socket, tls_socket = _loopback_socket(), _loopback_socket()
         try:
-            await web.SockSite(runner, graph_socket).start()
+            await web.SockSite(runner, graph_socket, ssl_context=tls if graph_tls else None).start()
             await web.SockSite(runner, tls_socket, ssl_context=tls).start()
-            standin.graph_base_url = f"http://127.0.0.1:{graph_socket.getsockname()[1]}/v1.0"
+            scheme = "https" if graph_tls else "http"
+            standin.graph_base_url = f"{scheme}://127.0.0.1:{graph_socket.getsockname()[1]}/v1.0"
             standin.authority_host = f"https://127.0.0.1:{tls_socket.getsockname()[1]}"
             standin.ca_file = ca_file
             yield standin

@@ -1,8 +1,9 @@
 """End to end on real parts: Graph stand-in → webhook → Kafka → faust → writer → Samba AD DC.
 
-The stages run as the same `e2ad ingest|process|write` processes an operator starts. The delta
-timer is set far beyond the test's length, so every change reaches AD because of a change
-notification; the test prints the seconds from the stand-in's change to the change in AD.
+The stages run as the same `e2ad ingest|process|write` processes an operator starts, and reach the
+stand-in as they reach Graph: over HTTPS, trusting its CA through graph.ca_bundle. The delta timer
+is set far beyond the test's length, so every change reaches AD because of a change notification;
+the test prints the seconds from the stand-in's change to the change in AD.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ async def test_graph_changes_reach_ad_through_kafka(
 ) -> None:
     synced = dict(create_ad_user(ad_admin, test_ou, f"e2e-u{i}-{uuid.uuid4().hex[:6]}") for i in range(3))
 
-    async with running_standin() as standin:
+    async with running_standin(graph_tls=True) as standin:
+        assert standin.graph_base_url.startswith("https://")
         tenant = standin.tenant
         user_ids = [
             tenant.add_user(dn, onPremisesObjectIdentifier=guid, onPremisesSyncEnabled=True).object_id

@@ -14,7 +14,7 @@ from e2ad.config import SECRET_FIELDS, load_settings
 from schemas.config import Settings
 
 EXAMPLE = Path(__file__).parents[2] / "e2ad.example.yaml"
-# Fields being added by issue 9 while this file was written (Kafka TLS/SASL, the Graph proxy):
+# Fields being added by issue 9 while this file was written (Kafka TLS/SASL):
 # commented out in the example so that it loads before they exist.
 PENDING = {
     ("kafka", "security_protocol"),
@@ -24,7 +24,6 @@ PENDING = {
     ("kafka", "sasl_mechanism"),
     ("kafka", "sasl_username"),
     ("kafka", "sasl_password_file"),
-    ("graph", "proxy"),
 }
 # Free-form maps: their keys are AD attributes and token names, not fields.
 MAPS = {"mappings", "tokens"}
