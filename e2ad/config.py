@@ -23,6 +23,7 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import EnvSettingsSource, SettingsError
 from pydantic_settings.sources.utils import parse_env_vars
 
+from e2ad import kafka
 from processors.mapping import configuration_errors
 from schemas.config import Settings
 from writers import dn as dns
@@ -37,6 +38,7 @@ SECRET_FIELDS = {
     ("graph", "client_secret"),
     ("webhook", "client_state"),
     ("ad", "bind_password"),
+    ("kafka", "sasl_password"),
 }
 
 
@@ -60,8 +62,13 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
     except ValidationError as exc:
         message = describe_errors(exc, hint=_did_you_mean_field)
         raise ConfigError(f"invalid configuration{source}:\n{message}") from None
-    # Expressions are checked now, not at the first group they would fail on.
+    # Expressions are checked now, not at the first group they would fail on; the Kafka CA and
+    # client certificate now, not when the first stage connects.
     problems = configuration_errors(settings.mappings, settings.tokens) + _placement_errors(settings)
+    try:
+        kafka.security_options(settings.kafka)
+    except ValueError as exc:
+        problems.append(str(exc))
     if problems:
         raise ConfigError(f"invalid configuration{source}:\n" + "\n".join(f"  {p}" for p in problems))
     return settings

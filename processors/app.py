@@ -19,6 +19,7 @@ import faust.web
 from faust.sensors.prometheus import setup_prometheus_sensors
 from pydantic import ValidationError
 
+from e2ad import kafka
 from e2ad.config import describe_errors
 from processors.mapping import GroupMapper
 from processors.provisioning import ProvisioningState
@@ -35,7 +36,7 @@ APP_ID = "e2ad-processors"
 def create_app(settings: Settings, datadir: Path) -> faust.App:
     app = faust.App(
         APP_ID,
-        broker=[f"kafka://{server.strip()}" for server in settings.kafka.bootstrap_servers.split(",")],
+        **kafka.faust_options(settings.kafka),  # brokers, TLS and SASL
         store="memory://",
         datadir=str(datadir),
         topic_partitions=settings.kafka.partitions,
