@@ -131,7 +131,7 @@ def topic_specs(settings: KafkaSettings) -> list[NewTopic]:
 async def ensure_topics(settings: KafkaSettings, *, timeout: float = 30.0) -> None:
     """Create e2ad's topics that do not exist yet (partition counts of existing ones are kept)."""
     client = admin(settings)
-    await _start_with_retry(client.start, timeout)
+    await _start_with_retry(client.start, settings, timeout)
     try:
         existing = set(await client.list_topics())
         missing = [spec for spec in topic_specs(settings) if spec.name not in existing]
@@ -147,14 +147,14 @@ async def ensure_topics(settings: KafkaSettings, *, timeout: float = 30.0) -> No
 async def wait_until_ready(settings: KafkaSettings, *, timeout: float = 30.0) -> None:
     """Wait until the broker answers the Kafka API (a listening port alone is not enough)."""
     client = admin(settings)
-    await _start_with_retry(client.start, timeout)
+    await _start_with_retry(client.start, settings, timeout)
     try:
         await client.list_topics()
     finally:
         await client.close()
 
 
-async def _start_with_retry(start, timeout: float) -> None:  # type: ignore[no-untyped-def]
+async def _start_with_retry(start, settings: KafkaSettings, timeout: float) -> None:  # type: ignore[no-untyped-def]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
@@ -162,9 +162,44 @@ async def _start_with_retry(start, timeout: float) -> None:  # type: ignore[no-u
             await start()
             return
         except KafkaConnectionError:
+            # A refused certificate will not be accepted on the next attempt either.
+            if problem := await tls_problem(settings):
+                raise KafkaConnectionError(problem) from None
             if loop.time() > deadline:
                 raise
             await asyncio.sleep(0.2)
+
+
+async def tls_problem(settings: KafkaSettings) -> str | None:
+    """Why TLS with the brokers fails, if it does; aiokafka only logs it and raises 'Unable to bootstrap'."""
+    if settings.security_protocol not in TLS_PROTOCOLS:
+        return None
+    context = ssl_context(settings)
+    for server in (s.strip() for s in settings.bootstrap_servers.split(",")):
+        host, _, port = server.rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 10)
+        except (OSError, ValueError, TimeoutError):
+            continue  # unreachable or unparsable: not a TLS problem, aiokafka's error stands
+        try:
+            await writer.start_tls(context, server_hostname=host, ssl_handshake_timeout=5)
+        except ssl.SSLCertVerificationError as exc:
+            trusted = (
+                f"kafka.ssl_ca_file {settings.ssl_ca_file}" if settings.ssl_ca_file else "the system's trust store"
+            )
+            return f"the Kafka broker {server} presents a certificate {trusted} does not verify: {exc.verify_message}"
+        except (ssl.SSLError, ConnectionError, TimeoutError) as exc:
+            # A plaintext Kafka listener reads the ClientHello as the size of a frame: far too large,
+            # it closes the connection (noida-db, Apache Kafka), or it waits for the rest.
+            reasons = {TimeoutError: "no answer", ConnectionResetError: "the connection was closed"}
+            reason = reasons.get(type(exc)) or str(exc)
+            protocol = settings.security_protocol
+            return (
+                f"the Kafka broker {server} does not complete a TLS handshake ({reason}): is it a {protocol} listener?"
+            )
+        finally:
+            writer.close()
+    return None
 
 
 async def read_latest(settings: KafkaSettings, topic: str) -> dict[bytes, bytes]:
