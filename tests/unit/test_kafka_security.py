@@ -11,8 +11,9 @@ from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
 from e2ad import kafka
 from e2ad.config import ConfigError, load_settings
+from e2ad.pipeline import settings_environment
 from e2ad.standin.tls import make_test_ca
-from schemas.config import KafkaSettings
+from schemas.config import KafkaSettings, Settings
 
 
 @pytest.fixture(scope="module")
@@ -172,3 +173,16 @@ def test_unusable_ca_or_certificate_is_refused_at_load(tmp_path: Path, ca: tuple
     for environ, pattern in cases:
         with pytest.raises(ConfigError, match=pattern):
             load_settings(environ={**ssl_env, **environ})
+
+
+def test_security_settings_reach_the_stages_e2ad_up_starts(ca: tuple[Path, Path]) -> None:
+    ca_file, client_pem = ca
+    kafka_settings = KafkaSettings(
+        security_protocol="SASL_SSL",
+        ssl_ca_file=ca_file,
+        ssl_cert_file=client_pem,
+        sasl_mechanism="SCRAM-SHA-512",
+        **SASL,
+    )
+    settings = Settings(kafka=kafka_settings)
+    assert load_settings(environ=settings_environment(settings)) == settings
