@@ -50,13 +50,13 @@ class KafkaSettings(_Section):
     def _security_consistent(self) -> KafkaSettings:
         protocol = self.security_protocol
         if protocol not in TLS_PROTOCOLS:
-            unused = [name for name in ("ssl_ca_file", "ssl_cert_file", "ssl_key_file") if getattr(self, name)]
+            unused = [n for n in ("ssl_ca_file", "ssl_cert_file", "ssl_key_file") if getattr(self, n) is not None]
             if unused:
                 raise ValueError(f"kafka.{unused[0]} needs kafka.security_protocol SSL or SASL_SSL (it is {protocol})")
         if self.ssl_key_file is not None and self.ssl_cert_file is None:
             raise ValueError("kafka.ssl_key_file needs kafka.ssl_cert_file, the certificate it belongs to")
         if protocol not in SASL_PROTOCOLS:
-            unused = [name for name in ("sasl_mechanism", "sasl_username", "sasl_password") if getattr(self, name)]
+            unused = [n for n in ("sasl_mechanism", "sasl_username", "sasl_password") if getattr(self, n) is not None]
             if unused:
                 raise ValueError(
                     f"kafka.{unused[0]} needs kafka.security_protocol SASL_PLAINTEXT or SASL_SSL (it is {protocol})"
