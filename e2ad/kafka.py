@@ -178,7 +178,7 @@ async def tls_problem(settings: KafkaSettings) -> str | None:
     for server in (s.strip() for s in settings.bootstrap_servers.split(",")):
         host, _, port = server.rpartition(":")
         try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 10)
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 5)
         except (OSError, ValueError, TimeoutError):
             continue  # unreachable or unparsable: not a TLS problem, aiokafka's error stands
         try:
