@@ -21,7 +21,6 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from pydantic_settings import EnvSettingsSource, SettingsError
-from pydantic_settings.sources.utils import parse_env_vars
 
 from e2ad import kafka
 from processors.mapping import configuration_errors
@@ -129,7 +128,11 @@ def _unknown_variables(environ: Mapping[str, str]) -> list[str]:
 
 
 class _Environment(EnvSettingsSource):
-    """pydantic-settings' environment source, over the mapping load_settings was given."""
+    """pydantic-settings' environment source, over the mapping load_settings was given.
+
+    It reads os.environ through _load_env_vars, the hook its .env-file source overrides too; the
+    unit tests of this module fail loudly should a pydantic-settings release rename it.
+    """
 
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._environ = environ
@@ -138,7 +141,7 @@ class _Environment(EnvSettingsSource):
         )
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
-        return parse_env_vars(self._environ, False, False, None)
+        return {name.lower(): value for name, value in self._environ.items()}  # case_sensitive=False
 
 
 def _environment_layer(environ: Mapping[str, str]) -> dict[str, Any]:
