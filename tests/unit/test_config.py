@@ -193,3 +193,12 @@ def test_secret_file_beats_the_environment_which_beats_yaml(tmp_path: Path) -> N
     settings = load_settings(config, environ={**environ, "E2AD_WEBHOOK__CLIENT_STATE_FILE": str(secret)})
     assert settings.webhook.client_state is not None
     assert settings.webhook.client_state.get_secret_value() == "from-file"
+
+
+def test_only_the_given_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [name for name in os.environ if name.startswith("E2AD_")]:
+        monkeypatch.delenv(name)  # a developer's own settings
+    monkeypatch.setenv("E2AD_KAFKA__PARTITIONS", "9")
+    assert load_settings(environ={}).kafka.partitions == 4
+    assert load_settings(environ={"E2AD_KAFKA__PARTITIONS": "7"}).kafka.partitions == 7
+    assert load_settings().kafka.partitions == 9  # by default, the process's own
