@@ -23,6 +23,11 @@ RUN apt-get update \
 # pip compiles .pyc on install: msgraph-sdk's 16,000 modules would otherwise compile at every start.
 RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index --find-links /wheels 'e2ad[kerberos]' \
- && useradd --system e2ad
+ && useradd --system --home-dir /var/lib/e2ad --no-create-home e2ad \
+ && install -d -o e2ad -g e2ad -m 0750 /var/lib/e2ad
+# The stages run as e2ad, so their data directory (compose.yaml's state_dir volume) must be e2ad's
+# in the image: an empty named volume copies the owner of the image's directory, and a directory
+# missing from the image is created root-owned (PermissionError at start). It is e2ad's home too,
+# so the default state_dir (~/.local/state/e2ad) is writable as well.
 USER e2ad
 ENTRYPOINT ["e2ad"]

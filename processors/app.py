@@ -1,16 +1,15 @@
-"""The faust application: graph.changes → state tables → ad.desired.
+"""The faust application: graph.changes → the processors' state → ad.desired.
 
-Kafka is the processors' only I/O (design principle 2): the tables are changelogged to Kafka
-and recovered from it, so a restarted worker carries on where it stopped.
-
-The tables are GlobalTables because a group's members live on other partitions than the group
-(users are keyed by their own id). With recovery_buffer_size=1 a worker sees changelog
-updates at once (kafka-broker.md §7). This keeps one processor worker consistent; running
-several needs the membership fan-out re-keyed by group (see docs/architecture.md).
+Kafka is the processors' only I/O (design principle 2). The state (users, groups, parents) is
+processors/state.py's store, written through to the compacted processors.state topic and rebuilt
+from it at start, so a restarted worker carries on where it stopped; it replaced faust tables,
+which could read back a stale value (see that module). The store holds every partition: run one
+processor worker (docs/architecture.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from e2ad import kafka
 from e2ad.config import describe_errors
 from processors.mapping import GroupMapper
 from processors.provisioning import ProvisioningState
+from processors.state import ProcessorStore
 from schemas import topics
 from schemas.changes import CHANGE_RECORD
 from schemas.config import Settings
@@ -37,7 +37,6 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
     app = faust.App(
         APP_ID,
         **kafka.faust_options(settings.kafka),  # brokers, TLS and SASL
-        store="memory://",
         datadir=str(datadir),
         topic_partitions=settings.kafka.partitions,
         topic_replication_factor=settings.kafka.replication_factor,
@@ -53,18 +52,11 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
     desired = app.topic(topics.AD_DESIRED, key_type=bytes, value_type=bytes)
     results = app.topic(topics.AD_RESULTS, key_type=bytes, value_type=bytes)
     dead_letter = app.topic(topics.AD_DEAD_LETTER, key_type=bytes, value_type=bytes)
-
-    def table(name: str) -> faust.GlobalTable:
-        return app.GlobalTable(
-            name,
-            partitions=settings.kafka.partitions,
-            recovery_buffer_size=1,
-            key_type=str,  # str keys and untyped values are stored as JSON
-        )
-
+    state = app.topic(topics.PROCESSORS_STATE, key_type=bytes, value_type=bytes)
+    store = ProcessorStore()
     mapper = GroupMapper(settings.mappings, settings.tokens, settings.provisioning.target_container)
     core = ProvisioningState(
-        settings.provisioning, mapper, users=table("users"), groups=table("groups"), parents=table("parents")
+        settings.provisioning, mapper, users=store.users, groups=store.groups, parents=store.parents
     )
 
     if settings.processors.web_port is not None:
@@ -74,20 +66,37 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
         async def healthz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
             return web.json({"status": "ok", "app": APP_ID})
 
+    async def durable(writes: list[tuple[faust.TopicT, bytes | None, bytes | None]]) -> None:
+        """Send, then wait until the broker has acknowledged every one."""
+        sent = [await target.send(key=key, value=value) for target, key, value in writes]
+        await asyncio.gather(*sent)
+
+    def decide(event: faust.EventT) -> list[tuple[faust.TopicT, bytes | None, bytes | None]]:
+        try:
+            record = CHANGE_RECORD.validate_json(event.value)
+        except ValidationError as exc:
+            # Never stop the stream for one bad record: park it where operators look.
+            key = event.key.decode(errors="replace") if event.key else "?"
+            log.error("unusable record for object %s on %s:\n%s", key, topics.GRAPH_CHANGES, describe_errors(exc))
+            return [(dead_letter, event.key, event.value)]
+        return [
+            (desired if isinstance(d, DesiredGroup) else results, topics.key(d.group_id), topics.encode(d))
+            for d in core.apply(record)
+        ]
+
     @app.agent(changes)
     async def provision(stream: faust.Stream) -> None:
+        store.load(await kafka.read_latest(settings.kafka, topics.PROCESSORS_STATE))
+        log.info("processor state loaded: %d users, %d groups", len(store.users), len(store.groups))
         async for event in stream.events():
-            try:
-                record = CHANGE_RECORD.validate_json(event.value)
-            except ValidationError as exc:
-                # Never stop the stream for one bad record: park it where operators look.
-                key = event.key.decode(errors="replace") if event.key else "?"
-                log.error("unusable record for object %s on %s:\n%s", key, topics.GRAPH_CHANGES, describe_errors(exc))
-                await dead_letter.send(key=event.key, value=event.value, headers={"e2ad-error": str(exc).encode()})
-                continue
-            for decision in core.apply(record):
-                target = desired if isinstance(decision, DesiredGroup) else results
-                await target.send(key=topics.key(decision.group_id), value=topics.encode(decision))
+            message = event.message
+            if store.already_applied(message.topic, message.partition, message.offset):
+                continue  # delivered again after a restart or rebalance: its effect is in the state
+            # Outputs first, then the state that records them as published, then the offset: a
+            # crash at any point repeats at most this record, and never loses a desired state.
+            await durable(decide(event))
+            await durable([(state, key, value) for key, value in store.changed_keys()])
+            await durable([(state, *store.applied(message.topic, message.partition, message.offset))])
 
     return app
 

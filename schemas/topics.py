@@ -22,8 +22,10 @@ AD_CREATED = "ad.created"  # groups a writer just created; every writer reads it
 CONFIG = "e2ad.config"  # compacted: the active configuration
 CONTROL = "e2ad.control"  # operator commands: restart sync, approve deletes, clear quarantine
 STATUS = "e2ad.status"  # compacted: each writer's state (running, quarantined and why), keyed by its name
+# compacted, one partition: the processors' users, groups and parents, and the offsets folded in
+PROCESSORS_STATE = "processors.state"
 
-COMPACTED = frozenset({GRAPH_CURSORS, AD_DESIRED, AD_PENDING, CONFIG, STATUS})
+COMPACTED = frozenset({GRAPH_CURSORS, AD_DESIRED, AD_PENDING, CONFIG, STATUS, PROCESSORS_STATE})
 
 # Topics keyed by object id share one partition count so that stages stay co-partitioned.
 KEYED_BY_OBJECT = frozenset({GRAPH_CHANGES, AD_DESIRED, AD_STAGED_DELETES, AD_RESULTS, AD_DEAD_LETTER, AD_PENDING})
@@ -40,6 +42,7 @@ ALL_TOPICS = (
     CONFIG,
     CONTROL,
     STATUS,
+    PROCESSORS_STATE,
 )
 
 M = TypeVar("M")

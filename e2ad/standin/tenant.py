@@ -151,7 +151,7 @@ class Tenant:
             "onPremisesSyncEnabled": None,
         }
         group.update(properties)
-        self.members[object_id] = {}
+        self.members.setdefault(object_id, {})  # a refused second create must not empty the first
         return self._create("groups", group)
 
     def update_group(self, group_id: str, **properties: Any) -> Mutation:
@@ -267,8 +267,9 @@ class Tenant:
                     removal.memberships[group_id] = {object_id: links[object_id]}
                     self._unlink(seq, group_id, object_id)
             if resource == "groups":
+                # Its member changes so far stay reported: a delta round from before the delete that
+                # reads the group after its restore still sees a member removed before the delete.
                 removal.memberships[object_id] = self.members.pop(object_id)
-                self._member_events.pop(object_id, None)
             self._removed[(resource, object_id)] = removal
         self._changed.pop((resource, object_id), None)
         kind = "soft_deleted" if reason == "changed" else "hard_deleted"

@@ -89,3 +89,49 @@ async def test_a_malformed_change_goes_to_the_dead_letter_topic_and_the_stream_g
             await desired.wait_for(lambda d: d.group_id == GROUP, timeout=60)
             parked = await dead.wait_for(lambda v: b'"id": 7' in v, timeout=10)
     assert parked == b'{"kind": "group.changed", "id": 7}'
+
+
+async def test_records_delivered_again_after_a_restart_are_not_folded_in_twice(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """Kafka delivers again what the group had not committed: the state's applied offsets skip it.
+
+    The group's offsets are moved back to the start while the processor is stopped, so every record
+    is delivered again. Folded in again, u1's add would publish G with u1 once more (a removed
+    member back in AD until the removal is folded in again); skipped, nothing is published until
+    the next new change.
+    """
+    from aiokafka import TopicPartition
+
+    from e2ad import kafka
+    from processors.app import APP_ID
+
+    guid = "0b0e1c52-0000-4000-8000-0000000000a1"
+    user = UserChanged(id="u1", observed_at=NOW, attributes={"onPremisesObjectIdentifier": guid})
+    added = GroupChanged(
+        id=GROUP, observed_at=NOW, attributes=SECURITY, members_added=[MemberRef(id="u1", type="user")]
+    )
+    removed = GroupChanged(id=GROUP, observed_at=NOW, members_removed=[MemberRef(id="u1", type="user")])
+    renamed = GroupChanged(id=GROUP, observed_at=NOW, attributes={"displayName": "Renamed"})
+    async with TopicWatcher(kafka_settings, topics.AD_DESIRED, DesiredGroup.model_validate_json) as desired:
+        with running_stage("process", env(kafka_settings, tmp_path), tmp_path / "process-1.log"):
+            await publish(kafka_settings, topics.GRAPH_CHANGES, [("u1", user), (GROUP, added)])
+            await desired.wait_for(lambda d: len(d.members) == 1, timeout=60)  # u1 and G on other partitions
+            await publish(kafka_settings, topics.GRAPH_CHANGES, [(GROUP, removed)])
+            await desired.wait_for(lambda d: d.group_id == GROUP and not d.members)
+
+        rewind = kafka.consumer(kafka_settings, group_id=APP_ID)
+        await rewind.start()
+        try:
+            partitions = [TopicPartition(topics.GRAPH_CHANGES, p) for p in range(kafka_settings.partitions)]
+            rewind.assign(partitions)
+            await rewind.commit({tp: 0 for tp in partitions})
+        finally:
+            await rewind.stop()
+
+        before_restart = len(desired.seen)
+        with running_stage("process", env(kafka_settings, tmp_path), tmp_path / "process-2.log"):
+            await publish(kafka_settings, topics.GRAPH_CHANGES, [(GROUP, renamed)])
+            latest = await desired.wait_for(lambda d: d.attributes.get("displayName") == "Renamed", timeout=60)
+        assert desired.seen[before_restart:] == [latest], "a record already folded in was folded in again"
+        assert latest.members == []

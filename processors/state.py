@@ -1,0 +1,128 @@
+"""The processors' state: users, groups and parents in this process's memory, written through to Kafka.
+
+Why not faust tables. The processors used faust GlobalTables with recovery_buffer_size=1, so that
+a worker sees every partition at once. faust then keeps reading each table's own changelog after
+recovery and applies every record it reads to the in-memory table — including the echo of the
+worker's own writes. Two writes v1, v2 of one key, then v1's echo arriving (late, under load)
+set the table back to v1 until v2's echo followed; a record folded in between read v1. That is
+how a member removed in Entra came back into an AD group (issue 8). A partitioned faust Table
+would not echo, but it writes a key's changelog to the partition of the record being processed,
+so a key written from two partitions recovers in no defined order.
+
+So the state lives here: three dicts whose every write is remembered, and one compacted topic
+(processors.state, one partition, so its order is the order of the writes) that they are written
+through to and rebuilt from at start. Reads always see the last write (read-your-writes) because
+nothing but the fold writes the dicts. The edge (processors/app.py) makes one record at a time
+durable in this order: its outputs acknowledged, then the keys it changed, then its offset
+("applied" marker); only then faust acknowledges the record. After a crash or a rebalance Kafka
+delivers again what was not committed; a record at or below its partition's applied offset is
+already in the state and is skipped, so no record is folded in twice. A record whose writes were
+cut off half way is folded in again over its own partial writes, which gives the same state,
+since every write of a fold is a function of the record and the state before it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, MutableMapping
+from typing import Any
+
+TABLES = ("users", "groups", "parents")
+_APPLIED = "applied"
+_SEPARATOR = "/"
+
+Write = tuple[bytes, bytes | None]  # a processors.state record: key, value (None: deleted)
+
+
+class TrackedTable(MutableMapping[str, Any]):
+    """A dict that reports every key written or deleted to its store."""
+
+    def __init__(self, name: str, pending: dict[bytes, bytes | None]) -> None:
+        self._name = name
+        self._data: dict[str, Any] = {}
+        self._pending = pending
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._data[key] = value
+        self._pending[_state_key(self._name, key)] = _encode(value)
+
+    def __delitem__(self, key: str) -> None:
+        del self._data[key]
+        self._pending[_state_key(self._name, key)] = None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def _restore(self, key: str, value: Any) -> None:
+        self._data[key] = value  # as read from processors.state: nothing to write back
+
+
+class ProcessorStore:
+    """users, groups and parents for processors.provisioning, and which records are folded in."""
+
+    def __init__(self) -> None:
+        self._pending: dict[bytes, bytes | None] = {}
+        self.tables = {name: TrackedTable(name, self._pending) for name in TABLES}
+        self._applied: dict[str, int] = {}  # "topic/partition" -> offset of the last record folded in
+
+    @property
+    def users(self) -> TrackedTable:
+        return self.tables["users"]
+
+    @property
+    def groups(self) -> TrackedTable:
+        return self.tables["groups"]
+
+    @property
+    def parents(self) -> TrackedTable:
+        return self.tables["parents"]
+
+    def load(self, latest: Mapping[bytes, bytes]) -> None:
+        """Rebuild from processors.state read to its end (the latest value of every key).
+
+        Whatever the store held is dropped first: after an agent restarted by faust's supervisor,
+        memory may hold writes of a record that never reached the topic.
+        """
+        self._pending.clear()
+        self._applied.clear()
+        for table in self.tables.values():
+            table._data.clear()
+        for raw_key, raw_value in latest.items():
+            name, _, key = raw_key.decode().partition(_SEPARATOR)
+            value = json.loads(raw_value)
+            if name == _APPLIED:
+                self._applied[key] = int(value)
+            elif name in self.tables:
+                self.tables[name]._restore(key, value)
+            else:
+                raise ValueError(f"processors.state holds an unknown key {raw_key!r}")
+
+    def already_applied(self, topic: str, partition: int, offset: int) -> bool:
+        """True for a record Kafka delivers again although its effect is in the state already."""
+        return offset <= self._applied.get(f"{topic}{_SEPARATOR}{partition}", -1)
+
+    def changed_keys(self) -> list[Write]:
+        """The writes of the record being folded in, the latest per key; taking them clears them."""
+        writes = list(self._pending.items())
+        self._pending.clear()
+        return writes
+
+    def applied(self, topic: str, partition: int, offset: int) -> Write:
+        """Record that the record at offset is folded in; the marker to write after its changes."""
+        where = f"{topic}{_SEPARATOR}{partition}"
+        self._applied[where] = offset
+        return _state_key(_APPLIED, where), _encode(offset)
+
+
+def _state_key(table: str, key: str) -> bytes:
+    return f"{table}{_SEPARATOR}{key}".encode()
+
+
+def _encode(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
