@@ -8,6 +8,7 @@ terminator's (tests/integration/kafka_tls.py).
 from __future__ import annotations
 
 import datetime as dt
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from schemas import topics
 from schemas.changes import GroupChanged
 from schemas.config import KafkaSettings
 from schemas.desired import DesiredGroup
-from tests.integration.kafka_tls import KafkaTlsTerminator
+from tests.integration.kafka_tls import KafkaTlsTerminator, make_client_certificate
 from tests.integration.stages import TopicWatcher, publish, running_stage
 
 PLAIN = {"sasl_mechanism": "PLAIN", "sasl_username": "e2ad", "sasl_password": "s3cret"}
@@ -82,6 +83,28 @@ async def test_every_client_works_through_tls_with_the_ca_it_is_given(
     assert await _round_trip(settings) == [b"record-0", b"record-1", b"record-2"]
     # every connection went through TLS: none found the broker's plaintext port in a metadata response
     assert terminator.connections >= 3
+
+
+async def test_mutual_tls_presents_the_client_certificate(kafka_settings: KafkaSettings, tmp_path: Path) -> None:
+    ca_file, server_context = make_test_ca(tmp_path)
+    client_ca, cert, key = make_client_certificate(tmp_path / "clients", "e2ad-writer-1")
+    server_context.load_verify_locations(client_ca)
+    server_context.verify_mode = ssl.CERT_REQUIRED
+    with KafkaTlsTerminator(_port(kafka_settings), server_context) as tls:
+        tls_only = _secured(kafka_settings, tls.bootstrap_servers, security_protocol="SSL", ssl_ca_file=ca_file)
+        with pytest.raises(KafkaConnectionError):  # no client certificate: the terminator refuses the session
+            await kafka.ensure_topics(tls_only, timeout=2)
+        assert tls.connections == 0
+        mutual = _secured(
+            kafka_settings,
+            tls.bootstrap_servers,
+            security_protocol="SSL",
+            ssl_ca_file=ca_file,
+            ssl_cert_file=cert,
+            ssl_key_file=key,
+        )
+        assert await _round_trip(mutual) == [b"record-0", b"record-1", b"record-2"]
+        assert tls.client_names == {"e2ad-writer-1"}
 
 
 async def test_sasl_plain_without_tls(kafka_settings: KafkaSettings) -> None:
