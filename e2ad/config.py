@@ -3,27 +3,41 @@
 Environment variables name a field by its path, sections joined by a double underscore:
 E2AD_KAFKA__BOOTSTRAP_SERVERS, E2AD_AD__BIND_PASSWORD. A secret can also come from a file:
 `graph.client_secret_file: /run/secrets/graph` or E2AD_GRAPH__CLIENT_SECRET_FILE.
+
+The environment layer is pydantic-settings' EnvSettingsSource. The secret-file layer is ours:
+pydantic-settings' secret sources read a directory of files named after the fields, and cannot
+express a path per field (`<name>_file`), which is what compose.yaml and operators use.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+from pydantic_settings import EnvSettingsSource, SettingsError
 
+from e2ad import kafka
 from processors.mapping import configuration_errors
 from schemas.config import Settings
 from writers import dn as dns
 
 ENV_PREFIX = "E2AD_"
+ENV_DELIMITER = "__"
+# E2AD_… variables that are not settings: the file to load, and the namespaces of the local DC's
+# script (e2ad/samba_dc.sh) and of the test suite (tests/conftest.py).
+CONFIG_VARIABLE = "E2AD_CONFIG"
+NOT_SETTINGS_PREFIXES = ("E2AD_DC_", "E2AD_TEST_")
 SECRET_FIELDS = {
     ("graph", "client_secret"),
     ("webhook", "client_state"),
     ("ad", "bind_password"),
+    ("kafka", "sasl_password"),
 }
 
 
@@ -33,29 +47,126 @@ class ConfigError(Exception):
 
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     environ = os.environ if environ is None else environ
+    unknown = _unknown_variables(environ)
+    if unknown:
+        raise ConfigError("invalid configuration in the environment:\n" + "\n".join(f"  {p}" for p in unknown))
     data: dict[str, Any] = {}
     if path is not None:
         data = _read_yaml(path)
-    _overlay_environment(data, environ)
+    _merge(data, _environment_layer(environ))
     _read_secret_files(data)
     source = f" in {path}" if path else ""
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"invalid configuration{source}:\n" + describe_errors(exc)) from None
-    # Expressions are checked now, not at the first group they would fail on.
+        message = describe_errors(exc, hint=_did_you_mean_field)
+        raise ConfigError(f"invalid configuration{source}:\n{message}") from None
+    # Expressions are checked now, not at the first group they would fail on; the Kafka CA and
+    # client certificate now, not when the first stage connects.
     problems = configuration_errors(settings.mappings, settings.tokens) + _placement_errors(settings)
+    try:
+        kafka.security_options(settings.kafka)
+    except ValueError as exc:
+        problems.append(str(exc))
     if problems:
         raise ConfigError(f"invalid configuration{source}:\n" + "\n".join(f"  {p}" for p in problems))
     return settings
 
 
-def describe_errors(exc: ValidationError) -> str:
+def describe_errors(exc: ValidationError, hint: Callable[[ErrorDetails], str] | None = None) -> str:
     lines = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        lines.append(f"  {where}: {err['msg']}")
+        lines.append(f"  {where}: {err['msg']}{hint(err) if hint else ''}")
     return "\n".join(lines)
+
+
+def field_paths(model: type[BaseModel] = Settings, prefix: str = "") -> Iterator[str]:
+    """Every field's dotted path, sections included (kafka, kafka.bootstrap_servers, …)."""
+    for name, field in model.model_fields.items():
+        path = prefix + name
+        yield path
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            yield from field_paths(field.annotation, path + ".")
+
+
+def _known_paths() -> list[str]:
+    return [*field_paths(), *(f"{section}.{name}_file" for section, name in sorted(SECRET_FIELDS))]
+
+
+def _did_you_mean(path: str) -> str | None:
+    close = difflib.get_close_matches(path, _known_paths(), n=1)
+    return close[0] if close else None
+
+
+def _did_you_mean_field(err: ErrorDetails) -> str:
+    if err["type"] != "extra_forbidden":
+        return ""
+    guess = _did_you_mean(".".join(str(p) for p in err["loc"]))
+    return f"; did you mean {guess}?" if guess else ""
+
+
+def _variable(path: str) -> str:
+    return ENV_PREFIX + path.upper().replace(".", ENV_DELIMITER)
+
+
+def _unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """E2AD_… variables that name no field: a typo must not leave a setting silently at its default."""
+    known = set(_known_paths())
+    problems = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper == CONFIG_VARIABLE or upper.startswith(NOT_SETTINGS_PREFIXES):
+            continue
+        path = upper[len(ENV_PREFIX) :].lower().replace(ENV_DELIMITER, ".")
+        if path in known:
+            continue
+        guess = _did_you_mean(path)
+        hint = f"; did you mean {_variable(guess)} ({guess})?" if guess else ""
+        problems.append(f"{name} names no setting{hint}")
+    return problems
+
+
+class _Environment(EnvSettingsSource):
+    """pydantic-settings' environment source, over the mapping load_settings was given.
+
+    It reads os.environ through _load_env_vars, the hook its .env-file source overrides too; the
+    unit tests of this module fail loudly should a pydantic-settings release rename it.
+    """
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(  # type: ignore[arg-type]  # a plain model: every option is passed here
+            Settings, case_sensitive=False, env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_DELIMITER
+        )
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {name.lower(): value for name, value in self._environ.items()}  # case_sensitive=False
+
+
+def _environment_layer(environ: Mapping[str, str]) -> dict[str, Any]:
+    try:
+        return _Environment(environ)()
+    except SettingsError as exc:
+        error = exc
+    # A collection or section that is not JSON. pydantic-settings names the top-level field only:
+    # read the variables one by one to name the variable.
+    problems = []
+    for name in sorted(environ):
+        try:
+            _Environment({name: environ[name]})()
+        except SettingsError as exc:
+            problems.append(f"{name}: expected JSON ({exc.__cause__})")
+    raise ConfigError("invalid configuration in the environment:\n  " + ("\n  ".join(problems) or str(error)))
+
+
+def _merge(base: dict[str, Any], overlay: Mapping[str, Any]) -> None:
+    """Overlay a layer on the ones below it, section by section."""
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
 
 
 def _placement_errors(settings: Settings) -> list[str]:
@@ -83,20 +194,6 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         kind = type(loaded).__name__
         raise ConfigError(f"configuration file {path} must hold a mapping of sections, not {kind}")
     return loaded
-
-
-def _overlay_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None:
-    for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX):
-            continue
-        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
-        node = data
-        for part in path[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"{name} sets {'.'.join(path)}, but {part} is not a section")
-            node = child
-        node[path[-1]] = value
 
 
 def _read_secret_files(data: dict[str, Any]) -> None:

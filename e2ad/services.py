@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from e2ad.kafka import wait_until_ready
-from schemas.config import AdSettings
+from schemas.config import AdSettings, KafkaSettings
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ class LocalServices:
             self.kafka_state.write_text(json.dumps(record))
             log.info("started the embedded Kafka broker on %s (pid %s)", record["bootstrap"], process.pid)
         try:
-            await wait_until_ready(str(record["bootstrap"]), timeout=60)
+            await wait_until_ready(KafkaSettings(bootstrap_servers=str(record["bootstrap"])), timeout=60)
         except Exception as exc:
             raise ServiceError(f"the Kafka broker on {record['bootstrap']} does not answer: {exc}") from exc
         return str(record["bootstrap"])

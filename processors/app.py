@@ -36,7 +36,7 @@ APP_ID = "e2ad-processors"
 def create_app(settings: Settings, datadir: Path) -> faust.App:
     app = faust.App(
         APP_ID,
-        broker=[f"kafka://{server.strip()}" for server in settings.kafka.bootstrap_servers.split(",")],
+        **kafka.faust_options(settings.kafka),  # brokers, TLS and SASL
         datadir=str(datadir),
         topic_partitions=settings.kafka.partitions,
         topic_replication_factor=settings.kafka.replication_factor,

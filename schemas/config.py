@@ -47,11 +47,52 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
+TLS_PROTOCOLS = ("SSL", "SASL_SSL")
+
+
 class KafkaSettings(_Section):
     bootstrap_servers: str = "127.0.0.1:9092"
     partitions: int = Field(4, ge=1, le=1024)  # for topics keyed by object id
     replication_factor: int = Field(1, ge=1)
     client_id: str = "e2ad"
+    # Managed clusters (Confluent Cloud, MSK, Event Hubs, Strimzi) need TLS and/or SASL.
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    ssl_ca_file: Path | None = None  # the brokers' CA (PEM); without it the system's trust store
+    ssl_cert_file: Path | None = None  # a client certificate (PEM) for mutual TLS
+    ssl_key_file: Path | None = None  # its private key, when ssl_cert_file does not hold it
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _security_consistent(self) -> KafkaSettings:
+        protocol = self.security_protocol
+        if protocol not in TLS_PROTOCOLS:
+            unused = [n for n in ("ssl_ca_file", "ssl_cert_file", "ssl_key_file") if getattr(self, n) is not None]
+            if unused:
+                raise ValueError(f"kafka.{unused[0]} needs kafka.security_protocol SSL or SASL_SSL (it is {protocol})")
+        if self.ssl_key_file is not None and self.ssl_cert_file is None:
+            raise ValueError("kafka.ssl_key_file needs kafka.ssl_cert_file, the certificate it belongs to")
+        if protocol not in SASL_PROTOCOLS:
+            unused = [n for n in ("sasl_mechanism", "sasl_username", "sasl_password") if getattr(self, n) is not None]
+            if unused:
+                raise ValueError(
+                    f"kafka.{unused[0]} needs kafka.security_protocol SASL_PLAINTEXT or SASL_SSL (it is {protocol})"
+                )
+            return self
+        if self.sasl_mechanism is None:
+            raise ValueError(f"kafka.sasl_mechanism is required with kafka.security_protocol {protocol}")
+        if self.sasl_mechanism == "OAUTHBEARER":
+            # aiokafka needs a sasl_oauth_token_provider, and each cluster gets its tokens differently
+            # (Entra ID for Event Hubs, an OIDC client-credentials endpoint, AWS IAM for MSK).
+            raise ValueError(
+                "kafka.sasl_mechanism OAUTHBEARER is not supported yet (no token provider): use PLAIN or SCRAM-SHA-*"
+            )
+        missing = [name for name in ("sasl_username", "sasl_password") if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"kafka.{missing[0]} is required with kafka.sasl_mechanism {self.sasl_mechanism}")
+        return self
 
 
 class GraphSettings(_Section):

@@ -265,7 +265,7 @@ class Pipeline:
         self.ad_settings = ad_settings
         self.producer: AIOKafkaProducer = kafka.producer(kafka_settings)
         self.reader: AIOKafkaConsumer = kafka.consumer(kafka_settings, group_id=None)
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=kafka_settings.bootstrap_servers)
+        self.admin: AIOKafkaAdminClient = kafka.admin(kafka_settings)
         self.partitions = [TopicPartition(topics.AD_RESULTS, p) for p in range(kafka_settings.partitions)]
 
     async def __aenter__(self) -> Pipeline:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from aiokafka.admin import AIOKafkaAdminClient
-
+from e2ad import kafka
 from schemas import topics
 from schemas.config import KafkaSettings
 
 
 async def test_broker_answers_with_e2ad_topics(kafka_settings: KafkaSettings) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_settings.bootstrap_servers)
+    admin = kafka.admin(kafka_settings)
     await admin.start()
     try:
         names = set(await admin.list_topics())

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from e2ad.cli import main
 from e2ad.config import ConfigError, load_settings
 from schemas.config import AdSettings
 
@@ -105,3 +109,96 @@ def test_mapping_expressions_are_checked_when_the_configuration_loads(tmp_path: 
     assert "mappings.adminDescription: fixed" in message
     assert "mappings.description:" in message
     assert "mappings.info:" in message and "Nope" in message
+
+
+def test_e2ad_config_names_the_file_and_is_no_setting(tmp_path: Path) -> None:
+    config = write(tmp_path, "kafka:\n  partitions: 8\n")
+    settings = load_settings(config, environ={"E2AD_CONFIG": str(config), "E2AD_TEST_KAFKA_BOOTSTRAP": "k:1"})
+    assert settings.kafka.partitions == 8
+
+
+def test_the_command_line_loads_the_file_e2ad_config_names(tmp_path: Path) -> None:
+    config = write(tmp_path, f"state_dir: {tmp_path / 'state'}\n")
+    # only this variable of the E2AD_ family: not the session's own (a developer's settings)
+    environ = {name: None for name in os.environ if name.startswith("E2AD_")} | {"E2AD_CONFIG": str(config)}
+    result = CliRunner().invoke(main, ["services", "status"], env=environ)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["state_dir"] == str(tmp_path / "state")
+
+
+@pytest.mark.parametrize(
+    ("variable", "message"),
+    [
+        ("E2AD_AD__BIND_PASWORD", "E2AD_AD__BIND_PASWORD names no setting; did you mean E2AD_AD__BIND_PASSWORD"),
+        ("E2AD_AD_BIND_DN", "E2AD_AD_BIND_DN names no setting; did you mean E2AD_AD__BIND_DN (ad.bind_dn)?"),
+        ("E2AD_KAFKA__BOOTSTRAP", "did you mean E2AD_KAFKA__BOOTSTRAP_SERVERS (kafka.bootstrap_servers)?"),
+        ("E2AD_GRAPH__CLIENT_SECRET_FIEL", "did you mean E2AD_GRAPH__CLIENT_SECRET_FILE (graph.client_secret_file)?"),
+        ("E2AD_NOTHING_LIKE_IT_AT_ALL", "E2AD_NOTHING_LIKE_IT_AT_ALL names no setting\n"),
+    ],
+)
+def test_unknown_variable_is_an_error_that_names_it(variable: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={variable: "x", "E2AD_KAFKA__PARTITIONS": "2"})
+    assert message in str(caught.value) + "\n"
+
+
+def test_every_unknown_variable_is_named_at_once() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={"E2AD_KAFKA__PARTITION": "2", "E2AD_LOGLEVEL": "DEBUG"})
+    assert "E2AD_KAFKA__PARTITION names no setting" in str(caught.value)
+    assert "E2AD_LOGLEVEL names no setting; did you mean E2AD_LOG_LEVEL" in str(caught.value)
+
+
+def test_yaml_typo_gets_did_you_mean(tmp_path: Path) -> None:
+    config = write(tmp_path, "kafak:\n  partitions: 2\nad:\n  bind_pasword_file: /run/secrets/ad\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, environ={})
+    assert "kafak: Extra inputs are not permitted; did you mean kafka?" in str(caught.value)
+    assert "ad.bind_pasword_file: Extra inputs are not permitted; did you mean ad.bind_password_file?" in str(
+        caught.value
+    )
+
+
+def test_variables_name_sections_and_collections_as_json(tmp_path: Path) -> None:
+    settings = load_settings(
+        environ={
+            "E2AD_KAFKA": '{"partitions": 3, "client_id": "from-json"}',
+            "E2AD_KAFKA__CLIENT_ID": "from-variable",
+            "E2AD_MAPPINGS": '{"extensionAttribute1": "[displayName]"}',
+            "E2AD_WRITER__QUARANTINE_RETRY_SECONDS": "[1, 2]",
+        }
+    )
+    assert (settings.kafka.partitions, settings.kafka.client_id) == (3, "from-variable")
+    assert settings.mappings == {"extensionAttribute1": "[displayName]"}  # keys keep their case
+    assert settings.writer.quarantine_retry_seconds == [1.0, 2.0]
+
+
+def test_bad_json_in_a_variable_names_the_variable() -> None:
+    environ = {"E2AD_PROVISIONING__CONTAINERS": "OU=a", "E2AD_PROVISIONING__TARGET_CONTAINER": "OU=a"}
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={**environ, "E2AD_MAPPINGS": "{not json"})
+    assert "E2AD_MAPPINGS: expected JSON (Expecting property name" in str(caught.value)
+    assert "E2AD_PROVISIONING__CONTAINERS: expected JSON (Expecting value" in str(caught.value)
+    assert "TARGET_CONTAINER" not in str(caught.value)
+
+
+def test_secret_file_beats_the_environment_which_beats_yaml(tmp_path: Path) -> None:
+    secret = tmp_path / "state"
+    secret.write_text("from-file\n")
+    config = write(tmp_path, "webhook:\n  client_state: from-yaml\n  listen_port: 1\n")
+    environ = {"E2AD_WEBHOOK__CLIENT_STATE": "from-env", "E2AD_WEBHOOK__LISTEN_PORT": "2"}
+    settings = load_settings(config, environ=environ)
+    assert settings.webhook.client_state is not None
+    assert (settings.webhook.client_state.get_secret_value(), settings.webhook.listen_port) == ("from-env", 2)
+    settings = load_settings(config, environ={**environ, "E2AD_WEBHOOK__CLIENT_STATE_FILE": str(secret)})
+    assert settings.webhook.client_state is not None
+    assert settings.webhook.client_state.get_secret_value() == "from-file"
+
+
+def test_only_the_given_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [name for name in os.environ if name.startswith("E2AD_")]:
+        monkeypatch.delenv(name)  # a developer's own settings
+    monkeypatch.setenv("E2AD_KAFKA__PARTITIONS", "9")
+    assert load_settings(environ={}).kafka.partitions == 4
+    assert load_settings(environ={"E2AD_KAFKA__PARTITIONS": "7"}).kafka.partitions == 7
+    assert load_settings().kafka.partitions == 9  # by default, the process's own

@@ -14,17 +14,6 @@ from e2ad.config import SECRET_FIELDS, load_settings
 from schemas.config import Settings
 
 EXAMPLE = Path(__file__).parents[2] / "e2ad.example.yaml"
-# Fields being added by issue 9 while this file was written (Kafka TLS/SASL):
-# commented out in the example so that it loads before they exist.
-PENDING = {
-    ("kafka", "security_protocol"),
-    ("kafka", "ssl_ca_file"),
-    ("kafka", "ssl_cert_file"),
-    ("kafka", "ssl_key_file"),
-    ("kafka", "sasl_mechanism"),
-    ("kafka", "sasl_username"),
-    ("kafka", "sasl_password_file"),
-}
 # Free-form maps: their keys are AD attributes and token names, not fields.
 MAPS = {"mappings", "tokens"}
 _SECTION = re.compile(r"^([a-z_]+):")
@@ -80,6 +69,8 @@ def test_the_example_loads_with_the_real_loader(tmp_path: Path) -> None:
     assert settings.ad.bind_password is not None
     assert settings.ad.bind_password.get_secret_value() == "ad-bind_password-from-file"
     assert settings.ad.url.startswith("ldaps://") and not settings.ad.insecure
+    assert settings.kafka.sasl_password is not None
+    assert settings.kafka.sasl_password.get_secret_value() == "kafka-sasl_password-from-file"
 
 
 def test_the_example_writes_no_secret_inline() -> None:
@@ -99,7 +90,7 @@ def test_the_example_names_every_configuration_field() -> None:
         if (section, name) not in documented and (section, f"{name}_file") not in documented
     }
     assert missing == set()
-    unknown = documented - fields - secret_files - PENDING
+    unknown = documented - fields - secret_files
     assert unknown == set(), "a setting line names no configuration field (a typo?)"
 
 
