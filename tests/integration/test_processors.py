@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import aiohttp
@@ -118,7 +119,13 @@ async def test_records_delivered_again_after_a_restart_are_not_folded_in_twice(
             await publish(kafka_settings, topics.GRAPH_CHANGES, [("u1", user), (GROUP, added)])
             await desired.wait_for(lambda d: len(d.members) == 1, timeout=60)  # u1 and G on other partitions
             await publish(kafka_settings, topics.GRAPH_CHANGES, [(GROUP, removed)])
-            await desired.wait_for(lambda d: d.group_id == GROUP and not d.members)
+            # Not merely no member: G may have been folded in before u1, with u1 skipped as not seen yet.
+            await desired.wait_for(lambda d: d.group_id == GROUP and not d.members and not d.skipped_members)
+            # Stop only once all three records are folded in for good: each has its applied marker
+            # (an integer; state values are objects and lists). A record stopped before its marker
+            # is folded in again, by design, and would publish its state a second time.
+            async with TopicWatcher(kafka_settings, topics.PROCESSORS_STATE, lambda v: v and json.loads(v)) as state:
+                await state.wait_for(lambda _: sum(type(v) is int for v in state.seen) == 3)
 
         rewind = kafka.consumer(kafka_settings, group_id=APP_ID)
         await rewind.start()
