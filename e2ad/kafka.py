@@ -13,10 +13,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
+from e2ad import fetch_pacing
 from schemas import topics
 from schemas.config import KafkaSettings
 
 log = logging.getLogger(__name__)
+fetch_pacing.install()  # every e2ad process that talks to Kafka imports this module, faust's included
 
 
 def producer(settings: KafkaSettings, **overrides: object) -> AIOKafkaProducer:
