@@ -77,6 +77,10 @@ class PacedFetcher(Fetcher):  # type: ignore[misc]  # aiokafka has no type hints
 
 def install(environ: Mapping[str, str] = os.environ) -> None:
     """Make every AIOKafkaConsumer of this process pace its fetches (idempotent; see the module docstring)."""
-    pause = float(environ.get(PAUSE_VARIABLE, DEFAULT_PAUSE_SECONDS))
+    value = environ.get(PAUSE_VARIABLE, str(DEFAULT_PAUSE_SECONDS))
+    try:
+        pause = float(value)
+    except ValueError:
+        raise ValueError(f"{PAUSE_VARIABLE} must be the pause in seconds (0: off), not {value!r}") from None
     PacedFetcher.pause = pause
     aiokafka.consumer.consumer.Fetcher = PacedFetcher if pause > 0 else Fetcher  # type: ignore[misc]
