@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import aiokafka.consumer.consumer
 import pytest
 from aiokafka.consumer.fetcher import Fetcher
@@ -43,15 +41,7 @@ def test_a_consumer_that_asks_for_no_wait_is_not_paced() -> None:
     assert pause_after_fetch(had_records=False, elapsed=0.0004, max_wait=0.0, pause=PAUSE) == 0.0
 
 
-@pytest.fixture
-def restored() -> Iterator[None]:
-    """install() changes the process's aiokafka; put back what the session had."""
-    fetcher, pause = aiokafka.consumer.consumer.Fetcher, PacedFetcher.pause
-    yield
-    aiokafka.consumer.consumer.Fetcher, PacedFetcher.pause = fetcher, pause
-
-
-@pytest.mark.usefixtures("restored")
+@pytest.mark.usefixtures("restored_pacing")
 def test_install_makes_every_consumer_build_a_paced_fetcher() -> None:
     fetch_pacing.install({})
     assert aiokafka.consumer.consumer.Fetcher is PacedFetcher
@@ -60,7 +50,7 @@ def test_install_makes_every_consumer_build_a_paced_fetcher() -> None:
     assert PacedFetcher.pause == 0.25
 
 
-@pytest.mark.usefixtures("restored")
+@pytest.mark.usefixtures("restored_pacing")
 def test_a_pause_of_zero_turns_pacing_off() -> None:
     fetch_pacing.install({fetch_pacing.PAUSE_VARIABLE: "0"})
     assert aiokafka.consumer.consumer.Fetcher is Fetcher
