@@ -66,6 +66,7 @@ class BenchError(Exception):
 class Figures:
     cpu_percent: dict[str, float]  # of one core, per process
     latencies: list[float]  # seconds, change in the stand-in → writer's result
+    after_read: list[float]  # seconds of those from ingest reading the change (the Kafka stages' part)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -159,10 +160,10 @@ async def run_variant(args: argparse.Namespace, pause: float, ad: AdSettings, st
                 await asyncio.sleep(args.window)
                 elapsed = time.monotonic() - started
                 cpu = {name: 100 * (cpu_seconds(pid) - before[name]) / elapsed for name, pid in pids.items()}
-                latencies = await single_changes(args.changes, standin, results)
+                latencies, after_read = await single_changes(args.changes, standin, results)
                 if exited := pipeline.exited():
                     raise BenchError(f"a stage died: {exited}; see {state_dir / 'logs'}")
-        return Figures(cpu, latencies)
+        return Figures(cpu, latencies, after_read)
 
 
 async def wait_for_subscriptions(standin: GraphStandin) -> None:
@@ -174,16 +175,18 @@ async def wait_for_subscriptions(standin: GraphStandin) -> None:
         await asyncio.sleep(0.1)
 
 
-async def single_changes(count: int, standin: GraphStandin, results: ResultReader) -> list[float]:
-    """Create groups one at a time; the seconds from each change to the writer's result for it."""
+async def single_changes(count: int, standin: GraphStandin, results: ResultReader) -> tuple[list[float], list[float]]:
+    """Create groups one at a time; the seconds from each change, and from ingest reading it, to the writer's result."""
     gaps = random.Random(9)
-    latencies = []
+    latencies, after_read = [], []
     for number in range(count):
         change = standin.tenant.add_group(f"Idle bench {number}", securityEnabled=True, mailEnabled=False)
         result = await results.success_for(change.object_id)
         latencies.append(result.at.timestamp() - change.at)
+        assert result.source_changed_at is not None, "the processors stamp every desired state"
+        after_read.append((result.at - result.source_changed_at).total_seconds())
         await asyncio.sleep(gaps.uniform(*GAP_SECONDS))
-    return latencies
+    return latencies, after_read
 
 
 class ResultReader:
@@ -219,10 +222,11 @@ def report(name: str, figures: Figures, window: float) -> None:
     total = sum(figures.cpu_percent.values())
     per_process = ", ".join(f"{process} {percent:.1f} %" for process, percent in figures.cpu_percent.items())
     print(f"{name}: idle CPU over {window:.0f} s, % of one core: {per_process}; total {total:.1f} %")
-    lat = figures.latencies
+    lat, read = figures.latencies, figures.after_read
     print(
         f"{name}: {len(lat)} single changes to AD: p50 {percentile(lat, 50):.3f} s, p95 {percentile(lat, 95):.3f} s, "
-        f"min {min(lat):.3f} s, max {max(lat):.3f} s"
+        f"min {min(lat):.3f} s, max {max(lat):.3f} s; from ingest reading the change: "
+        f"p50 {percentile(read, 50):.3f} s, p95 {percentile(read, 95):.3f} s"
     )
 
 
