@@ -34,12 +34,13 @@ from aiokafka.consumer.fetcher import Fetcher
 
 # Chosen with scripts/bench_idle.py (docs/benchmarks.md): pauses of 50, 75 and 100 ms left the idle
 # embedded mode at 7.9, 5.7 and 5.0 % of a core, with a p50 of 0.43, 0.43 and 0.47 s from a change
-# to AD (0.41 s unpaced); 75 ms keeps room under both targets (10 %, 0.5 s). A record that arrives
-# during a pause waits for its end: up to 75 ms per stage, about 40 ms on average.
+# to AD (0.41-0.52 s unpaced, on a shared machine); 75 ms keeps room under both targets (10 %,
+# 0.5 s). A record that arrives during a pause waits for its end: up to 75 ms per stage, about 40 ms
+# on average.
 DEFAULT_PAUSE_SECONDS = 0.075
 # An answer faster than this part of the asked wait was not held: the broker does not long-poll.
 HELD_FRACTION = 0.5
-# The pause in seconds; 0 turns pacing off (scripts/bench_idle.py --no-pacing measures the spin).
+# The pause in seconds; 0 turns pacing off (scripts/bench_idle.py --variants off measures the spin).
 # Not an E2AD_… variable: those name configuration fields, and pacing is the client's concern.
 PAUSE_VARIABLE = "FETCH_PACING_SECONDS"
 
