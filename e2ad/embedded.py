@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 GROUPS_OU = "OU=e2ad groups"
 DEMO_USERS_OU = "OU=e2ad demo users"
 DEMO_DOMAIN = "e2ad.test"
+# The simulated tenant's Graph timing (scripts/bench_idle.py measures the embedded mode with it).
+SIMULATED_GRAPH_TIMING = {"delta_interval_seconds": 60, "hint_debounce_seconds": 0.2}
 
 
 async def run_up(settings: Settings, stop: asyncio.Event) -> None:
@@ -106,7 +108,7 @@ async def _tenant(settings: Settings) -> AsyncIterator[Settings]:
         port = free_port()
         simulated = settings.model_copy(
             update={
-                "graph": standin.graph_settings(delta_interval_seconds=60, hint_debounce_seconds=0.2),
+                "graph": standin.graph_settings(**SIMULATED_GRAPH_TIMING),
                 "webhook": WebhookSettings(
                     listen_port=port, public_url=f"http://127.0.0.1:{port}", client_state=secrets.token_urlsafe(32)
                 ),

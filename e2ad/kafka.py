@@ -16,10 +16,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
+from e2ad import fetch_pacing
 from schemas import topics
 from schemas.config import SASL_PROTOCOLS, TLS_PROTOCOLS, KafkaSettings
 
 log = logging.getLogger(__name__)
+fetch_pacing.install()  # every e2ad process that talks to Kafka imports this module, faust's included
 
 
 def security_options(settings: KafkaSettings) -> dict[str, object]:

@@ -146,6 +146,18 @@ async def _with_topics(bootstrap: str) -> KafkaSettings:
     return settings
 
 
+@pytest.fixture
+def restored_pacing() -> Iterator[None]:
+    """For tests that call fetch_pacing.install(): afterwards the process paces as it did before."""
+    import aiokafka.consumer.consumer
+
+    from e2ad.fetch_pacing import PacedFetcher
+
+    fetcher, pause = aiokafka.consumer.consumer.Fetcher, PacedFetcher.pause
+    yield
+    aiokafka.consumer.consumer.Fetcher, PacedFetcher.pause = fetcher, pause
+
+
 MEASURED = pytest.StashKey[list[str]]()
 
 
