@@ -189,11 +189,25 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"configuration file {path} is not valid YAML: {exc}") from None
+        raise ConfigError(f"configuration file {path} is not valid YAML: {_yaml_problem(exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"configuration file {path} is nested too deeply to be a configuration") from None
+    except (ValueError, TypeError, OverflowError) as exc:  # a scalar YAML cannot construct, e.g. 2026-13-45
+        raise ConfigError(f"configuration file {path} holds a value YAML cannot read ({type(exc).__name__})") from None
     if not isinstance(loaded, dict):
         kind = type(loaded).__name__
         raise ConfigError(f"configuration file {path} must hold a mapping of sections, not {kind}")
     return loaded
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """What is wrong and where, never the text of the line: it may hold a secret (bind_password: …)."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return type(exc).__name__
+    mark = exc.problem_mark or exc.context_mark
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    what = "; ".join(part for part in (exc.context, exc.problem) if part)
+    return f"{what or type(exc).__name__}{where}"
 
 
 def _read_secret_files(data: dict[str, Any]) -> None:
