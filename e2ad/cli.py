@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import click
+from aiokafka.errors import KafkaConnectionError
 
 from e2ad.cli_expr import expr
 from e2ad.cli_quarantine import quarantine
 from e2ad.config import ConfigError, load_settings
 from e2ad.logs import configure_logging
+from e2ad.outages import Backoff, KafkaUnreachable, one_shot, stopped_within, unreachable, wait_for_kafka
 from e2ad.services import LocalServices, ServiceError
-from schemas.config import Settings
+from schemas.config import KafkaSettings, Settings
+
+log = logging.getLogger("e2ad")
+# SIGTERM ends every stage within 5 s: STOP_SECONDS to stop cleanly, then CANCEL_SECONDS cancelled.
+STOP_SECONDS = 3.5
+CANCEL_SECONDS = 1.0
 
 
 class Context:
@@ -98,6 +106,8 @@ def process(ctx: Context) -> None:
 
     settings = ctx.settings()
     configure_logging(settings.log_level, "process")
+    if not _kafka_answers(settings.kafka):
+        return  # signalled while waiting; faust installs its own signal handlers once it runs
     asyncio.run(ensure_topics(settings.kafka))
     datadir = (settings.state_dir or ctx.services().state_dir) / "processors"
     run_processors(settings, datadir)
@@ -132,7 +142,7 @@ def ingest(ctx: Context) -> None:
         raise click.ClickException("graph.tenant_id is not set: ingest needs a tenant (or use `e2ad up`)")
     configure_logging(settings.log_level, "ingest")
     try:
-        _run_until_signalled(lambda stop: run_ingest(settings, stop))
+        _run_stage(settings.kafka, lambda stop: run_ingest(settings, stop))
     except GraphTransportError as exc:  # graph.ca_bundle or a proxy variable, named in the message
         raise click.ClickException(str(exc)) from None
 
@@ -145,7 +155,7 @@ def write(ctx: Context) -> None:
 
     settings = ctx.settings()
     configure_logging(settings.log_level, "write")
-    _run_until_signalled(lambda stop: run_writer(settings, stop))
+    _run_stage(settings.kafka, lambda stop: run_writer(settings, stop))
 
 
 @main.command()
@@ -158,9 +168,11 @@ def reconcile(ctx: Context) -> None:
     settings = ctx.settings()
     configure_logging(settings.log_level, "reconcile")
     try:
-        statuses = asyncio.run(reconcile_all(settings))
+        statuses = asyncio.run(one_shot(settings.kafka, lambda: reconcile_all(settings)))
     except DirectoryUnavailable as exc:
         raise click.ClickException(f"AD is unavailable: {exc}") from None
+    except KafkaUnreachable as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(", ".join(f"{count} {status}" for status, count in sorted(statuses.items())) or "no desired states")
     if statuses["failure"] or statuses["unusable"]:
         sys.exit(1)
@@ -171,13 +183,64 @@ main.add_command(quarantine)
 
 
 def _run_until_signalled(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run a stage until SIGINT or SIGTERM, then let it stop cleanly."""
+    """Run `e2ad up` until SIGINT or SIGTERM, then let it stop its children, however long that takes."""
 
     async def supervise() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await run(stop)
+        await run(_stop_on_signals())
 
     asyncio.run(supervise())
+
+
+def _run_stage(kafka_settings: KafkaSettings, run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run a stage until SIGINT or SIGTERM, then let it stop cleanly, within STOP_SECONDS + CANCEL_SECONDS.
+
+    The stage starts once Kafka answers; Kafka lost while it starts or runs (a connection error out
+    of the stage) is reported in one line and the stage starts again when Kafka is back.
+    """
+
+    async def supervise() -> None:
+        stop = _stop_on_signals()
+        backoff = Backoff()
+        while await wait_for_kafka(kafka_settings, stop, backoff):
+            try:
+                await _bounded_after_stop(run(stop), stop)
+                return
+            except KafkaConnectionError:
+                delay = backoff.next()
+                log.warning("%s; starting again in %s s", unreachable(kafka_settings, "lost"), f"{delay:g}")
+                await stopped_within(stop, delay)
+
+    asyncio.run(supervise())
+
+
+def _kafka_answers(kafka_settings: KafkaSettings) -> bool:
+    """Wait for Kafka (one line per backoff step); False when signalled first."""
+
+    async def wait() -> bool:
+        return await wait_for_kafka(kafka_settings, _stop_on_signals())
+
+    return asyncio.run(wait())
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def _bounded_after_stop(stage: Awaitable[None], stop: asyncio.Event) -> None:
+    """Await the stage; once `stop` is set it gets STOP_SECONDS to finish, then it is cancelled."""
+    task = asyncio.ensure_future(stage)
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not task.done():
+        await asyncio.wait({task}, timeout=STOP_SECONDS)
+    stopping.cancel()
+    if not task.done():
+        log.warning("the stage did not stop within %.0f s of the signal: cancelling it", STOP_SECONDS)
+        task.cancel()
+        await asyncio.wait({task}, timeout=CANCEL_SECONDS)
+    if task.done() and not task.cancelled():
+        task.result()  # the stage's own error, if any

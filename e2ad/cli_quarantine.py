@@ -7,11 +7,13 @@ import datetime as dt
 import getpass
 import json
 import socket
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
 from e2ad import kafka
+from e2ad.outages import KafkaUnreachable, one_shot
 from schemas import topics
 from schemas.config import KafkaSettings
 from schemas.control import ALL_WRITERS, ControlCommand
@@ -19,6 +21,8 @@ from schemas.status import WriterStatus
 
 if TYPE_CHECKING:
     from e2ad.cli import Context
+
+T = TypeVar("T")
 
 
 @click.group()
@@ -31,7 +35,8 @@ def quarantine() -> None:
 @click.pass_obj
 def status(context: Context, as_json: bool) -> None:
     """Each writer's state as it last reported it: running, quarantined (why, since, next retry) or disabled."""
-    statuses = asyncio.run(read_statuses(context.settings().kafka))
+    settings = context.settings().kafka
+    statuses = _one_shot(settings, lambda: read_statuses(settings))
     if not statuses:
         click.echo("no writer is reporting on " + topics.STATUS)
     for writer in statuses:
@@ -46,8 +51,17 @@ def clear(context: Context, writer: str) -> None:
     command = ControlCommand(
         command="clear-quarantine", writer=writer, issued_by=f"{getpass.getuser()}@{socket.gethostname()}"
     )
-    asyncio.run(send(context.settings().kafka, command))
+    settings = context.settings().kafka
+    _one_shot(settings, lambda: send(settings, command))
     click.echo(f"asked {'every writer' if writer == ALL_WRITERS else writer} to leave quarantine")
+
+
+def _one_shot(settings: KafkaSettings, command: Callable[[], Awaitable[T]]) -> T:
+    """The command's result; Kafka unreachable for a few seconds is one clear line and exit 1."""
+    try:
+        return asyncio.run(one_shot(settings, command))
+    except KafkaUnreachable as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 async def read_statuses(settings: KafkaSettings) -> list[WriterStatus]:

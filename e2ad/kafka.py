@@ -207,8 +207,8 @@ async def tls_problem(settings: KafkaSettings) -> str | None:
 async def read_latest(settings: KafkaSettings, topic: str) -> dict[bytes, bytes]:
     """The latest value of every key of a (compacted) topic, read from the start to the end."""
     reader = consumer(settings, group_id=None)
-    await reader.start()
     try:
+        await reader.start()  # inside: a failed start is stopped too, leaving no unclosed consumer
         partitions = [TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or ())]
         if not partitions:
             return {}

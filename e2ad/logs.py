@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from e2ad.outages import tame_aiokafka
+
 
 def configure_logging(level: str, stage: str) -> None:
     logging.basicConfig(
@@ -11,5 +13,6 @@ def configure_logging(level: str, stage: str) -> None:
         format=f"%(asctime)s %(levelname)-7s {stage:<9} %(name)s: %(message)s",
         force=True,
     )
-    # aiokafka logs every refused connection attempt at ERROR while a broker starts.
     logging.getLogger("aiokafka").setLevel(max(logging.getLevelName(level), logging.WARNING))
+    # aiokafka logs every refused connection attempt at ERROR, about every 200 ms.
+    tame_aiokafka()

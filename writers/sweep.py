@@ -31,9 +31,9 @@ async def reconcile_all(settings: Settings) -> Counter[str]:
     name = f"reconcile@{socket.gethostname()}:{os.getpid()}"
     directory = Directory(settings.ad)
     producer = kafka.producer(settings.kafka)
-    await producer.start()
     statuses: Counter[str] = Counter()
     try:
+        await producer.start()  # inside: a failed start is stopped too, leaving no unclosed producer
         await asyncio.to_thread(directory.open)
         for key, value in latest.items():
             try:
