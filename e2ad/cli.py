@@ -44,7 +44,8 @@ class Context:
 pass_context = click.make_pass_decorator(Context)
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="e2ad", prog_name="e2ad")
 @click.option(
     "--config",
     "config_path",

@@ -13,9 +13,9 @@ import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from e2ad import kafka
 from schemas.config import KafkaSettings
@@ -45,6 +45,11 @@ CONNECTION_FAILURES = frozenset(
         "Group Coordinator Request failed: %s",
         "FindCoordinator Request failed: %s",
         "Heartbeat send request failed: %s. Will retry.",
+        "Error sending %s to node %s [%s] -- marking coordinator dead",
+        "Marking the coordinator dead (node %s)for group %s.",
+        "Heartbeat session expired - marking coordinator dead",
+        "LeaveGroup request failed: %s",
+        "Got error produce response: %s",
     }
 )
 
@@ -87,6 +92,7 @@ class AiokafkaOutageFilter(logging.Filter):
         self._last_failure = float("-inf")
         self._step = 0.0
         self.last_error: str | None = None  # what aiokafka said last, for wait_for_kafka's line
+        self.servers = "?"  # kafka.bootstrap_servers of this process, set by its first probe
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.msg not in CONNECTION_FAILURES:
@@ -105,8 +111,8 @@ class AiokafkaOutageFilter(logging.Filter):
             return False
         self._step = self._backoff.next()
         self._next_report = now + self._step
-        record.msg = "Kafka unreachable (%s): %s; aiokafka keeps retrying, next report in %s s"
-        record.args = (KAFKA_SETTING, self.last_error, _seconds(self._step))
+        record.msg = "Kafka at %s unreachable (%s): %s; aiokafka keeps retrying, next report in %s s"
+        record.args = (self.servers, KAFKA_SETTING, self.last_error, _seconds(self._step))
         record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
 
@@ -129,6 +135,7 @@ def unreachable(settings: KafkaSettings, reason: str) -> str:
 async def kafka_topics(settings: KafkaSettings) -> dict[str, int]:
     """Each topic the brokers know, with its partition count; KafkaUnreachable when none answers."""
     tame_aiokafka()  # also for commands that configure no logging: nothing of aiokafka's reaches stderr
+    OUTAGE_FILTER.servers = settings.bootstrap_servers
     client = kafka.consumer(settings, group_id=None)
     probing = _probing.set(True)
     try:
@@ -178,6 +185,26 @@ async def one_shot(
         return await command()
     except KafkaConnectionError:  # gone between the probe and the command
         raise KafkaUnreachable(unreachable(settings, OUTAGE_FILTER.last_error or "no broker answered")) from None
+
+
+class Stoppable(Protocol):
+    async def stop(self) -> None: ...
+
+
+async def stop_quietly(client: Stoppable, timeout: float = 1.5) -> None:
+    """Stop a Kafka client also when Kafka is gone, within `timeout`.
+
+    aiokafka then fails, waits for its request timeout, or is cancelled on the way out (a group
+    consumer's LeaveGroup): none of it may keep a stage from stopping or skip the next client's stop.
+    """
+    try:
+        await asyncio.wait_for(client.stop(), timeout)
+    except (KafkaError, TimeoutError) as exc:
+        log.debug("stopping %s: %r", type(client).__name__, exc)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # our own task is being cancelled, not only aiokafka's inner one
 
 
 class _Stopped(Exception):

@@ -13,12 +13,16 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
+import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.exceptions import AzureError
+from kiota_abstractions.api_error import APIError
 from pydantic import ValidationError
 
 from e2ad import kafka
+from e2ad.outages import stop_quietly, unreachable
 from ingest.delta import DeltaReader
 from ingest.graph_client import build_credential, build_graph_client, close_graph_client, describe_graph_error
 from ingest.graph_transport import GraphTransport
@@ -77,8 +81,9 @@ class GraphWorker:
             await hints.start()
             await self._serve(stop, reader, keeper, hints)
         finally:
-            await hints.stop()
-            await reader.stop()
+            # With Kafka gone aiokafka's stops fail or are cancelled inside: each is bounded and quiet.
+            await stop_quietly(hints)
+            await stop_quietly(reader)
             await close_graph_client(client)
             if self._credential is None:
                 await credential.close()
@@ -143,8 +148,15 @@ class GraphWorker:
                 log.error("keeping Graph subscriptions failed: %s", describe_graph_error(exc))
         try:
             await reader.run_round()
+        except KafkaError as exc:
+            log.error("delta round failed, retrying later: %s", unreachable(self._settings.kafka, str(exc)))
+            return False
         except Exception as exc:
-            log.error("delta round failed, retrying later: %s", describe_graph_error(exc), exc_info=exc)
+            # Graph's and the network's failures are one line; anything else is a bug worth its traceback.
+            expected = isinstance(exc, APIError | AzureError | aiohttp.ClientError)
+            log.error(
+                "delta round failed, retrying later: %s", describe_graph_error(exc), exc_info=None if expected else exc
+            )
             return False
         # A pending reauthorization keeps its hint uncommitted, so a restart asks again.
         return not reauthorize

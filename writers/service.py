@@ -35,6 +35,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from e2ad import kafka
+from e2ad.outages import stop_quietly
 from schemas import topics
 from schemas.config import Settings
 from schemas.control import ControlCommand
@@ -57,6 +58,8 @@ CONSUMER_GROUP = "e2ad-writers"
 POLL_TIMEOUT_MS = 500
 # A retry in quarantine resumes the partitions and waits this long for one record to arrive.
 RETRY_FETCH_TIMEOUT_MS = 1000
+# A stopping writer's tombstone on e2ad.status waits no longer than this for Kafka.
+TOMBSTONE_SECONDS = 1.0
 
 T = TypeVar("T")
 
@@ -139,18 +142,18 @@ class WriterService:
         if self._health is not None:
             await self._health.stop()
             self._health = None
-        for consumer in (self._consumer, self._control):
-            if consumer is not None:
-                await consumer.stop()
-        self._consumer = self._control = None
-        if self._pending is not None:
-            await self._pending.stop()
-            self._pending = None
+        # With Kafka gone each stop fails or times out quickly, so SIGTERM still ends the writer in seconds.
+        for client in (self._consumer, self._control, self._pending):
+            if client is not None:
+                await stop_quietly(client)
+        self._consumer = self._control = self._pending = None
         if self._producer is not None:
             # A writer that stops cleanly leaves e2ad.status (a tombstone); a killed one stays with its last state.
-            with contextlib.suppress(KafkaError):
-                await self._producer.send_and_wait(topics.STATUS, None, key=self.name.encode())
-            await self._producer.stop()
+            with contextlib.suppress(KafkaError, TimeoutError):
+                await asyncio.wait_for(
+                    self._producer.send_and_wait(topics.STATUS, None, key=self.name.encode()), TOMBSTONE_SECONDS
+                )
+            await stop_quietly(self._producer)
             self._producer = None
         if not self._ldap_closed:  # stop() may run twice: after a failed start, and on exit
             self._ldap_closed = True
