@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 from aiokafka.errors import KafkaConnectionError
 
+from e2ad.cli_check import check
 from e2ad.cli_expr import expr
 from e2ad.cli_quarantine import quarantine
 from e2ad.config import ConfigError, load_settings
@@ -179,6 +180,7 @@ def reconcile(ctx: Context) -> None:
         sys.exit(1)
 
 
+main.add_command(check)
 main.add_command(expr)
 main.add_command(quarantine)
 

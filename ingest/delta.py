@@ -197,7 +197,7 @@ async def read_round(
 async def _read_pages(
     client: GraphServiceClient, resource: DeltaResource, delta_link: str | None, page_size: int | None
 ) -> DeltaRound:
-    builder = client.groups.delta if resource == "groups" else client.users.delta
+    builder = _builder(client, resource)
 
     def first_page() -> RequestInformation:
         if delta_link is not None:
@@ -218,6 +218,19 @@ async def _read_pages(
             log.debug("%s delta round: %d items on %d pages", resource, len(items), pages)
             return DeltaRound(resource, merge_items(items), new_delta_link, full_round=delta_link is None)
         raise DeltaProtocolError(f"{resource} delta page {pages} has neither @odata.nextLink nor @odata.deltaLink")
+
+
+async def read_first_page(client: GraphServiceClient, resource: DeltaResource) -> list[dict[str, Any]]:
+    """The first page (at most one item) of a full delta round with e2ad's $select: what `e2ad check` reads."""
+    builder = _builder(client, resource)
+    page = await _send_page(
+        client, lambda: builder.to_get_request_information(_select_configuration(resource)), page_size=1
+    )
+    return page.get("value") or []
+
+
+def _builder(client: GraphServiceClient, resource: DeltaResource) -> Any:
+    return client.groups.delta if resource == "groups" else client.users.delta
 
 
 def _select_configuration(resource: DeltaResource) -> RequestConfiguration[Any]:

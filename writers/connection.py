@@ -71,7 +71,7 @@ def connect(settings: AdSettings) -> ldap3.Connection:
         bound, result, _, _ = connection.bind()
     except LDAPException as exc:
         close(connection)
-        raise DirectoryUnavailable(f"cannot reach the DC at {settings.url}: {exc}") from exc
+        raise DirectoryUnavailable(f"cannot reach the DC at {settings.url} (ad.url): {exc}") from exc
     except kerberos_errors as exc:  # e.g. no ticket for ldap/<host>: the SPN, or the KDC gone since
         close(connection)
         raise _kerberos_failure(exc, f"Kerberos bind to {settings.url} as {who}") from exc
