@@ -116,6 +116,10 @@ class AiokafkaOutageFilter(logging.Filter):
         record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
 
+    def failing_within(self, seconds: float) -> bool:
+        """Whether aiokafka reported a connection failure in the last `seconds`: Kafka is out of reach."""
+        return self._clock() - self._last_failure <= seconds
+
 
 OUTAGE_FILTER = AiokafkaOutageFilter()
 
@@ -158,7 +162,7 @@ async def wait_for_kafka(settings: KafkaSettings, stop: asyncio.Event, backoff: 
             delay = backoff.next()
             log.warning("%s; retrying in %s s", exc, _seconds(delay))
             await stopped_within(stop, delay)
-        except _Stopped:
+        except Stopped:
             break
         else:
             return True
@@ -207,12 +211,12 @@ async def stop_quietly(client: Stoppable, timeout: float = 1.5) -> None:
             raise  # our own task is being cancelled, not only aiokafka's inner one
 
 
-class _Stopped(Exception):
-    pass
+class Stopped(Exception):
+    """`stop` was set while waiting for Kafka."""
 
 
 async def until_stopped(work: Awaitable[T], stop: asyncio.Event) -> T:
-    """`work`'s result, or _Stopped (work cancelled) as soon as `stop` is set."""
+    """`work`'s result, or Stopped (`work` cancelled) as soon as `stop` is set."""
     task = asyncio.ensure_future(work)
     stopping = asyncio.ensure_future(stop.wait())
     try:
@@ -222,7 +226,7 @@ async def until_stopped(work: Awaitable[T], stop: asyncio.Event) -> T:
     if not task.done():
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        raise _Stopped
+        raise Stopped
     return task.result()
 
 

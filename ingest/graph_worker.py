@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import AzureError
 from kiota_abstractions.api_error import APIError
 from pydantic import ValidationError
 
 from e2ad import kafka
-from e2ad.outages import stop_quietly, unreachable
+from e2ad.outages import Stopped, stop_quietly, unreachable, until_stopped
 from ingest.delta import DeltaReader
 from ingest.graph_client import build_credential, build_graph_client, close_graph_client, describe_graph_error
 from ingest.graph_transport import GraphTransport
@@ -60,6 +60,7 @@ class GraphWorker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._loop_ready = threading.Event()
+        self.failure: KafkaConnectionError | None = None  # Kafka lost while the worker started
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume hints and run delta rounds until stop is set."""
@@ -77,9 +78,12 @@ class GraphWorker:
         reader = DeltaReader(client, self._settings.kafka, page_size=graph.page_size)
         hints = kafka.consumer(self._settings.kafka, topics.GRAPH_NOTIFICATIONS, group_id=CONSUMER_GROUP)
         try:
-            await reader.start()
-            await hints.start()
+            # A group consumer's start waits for the coordinator as long as Kafka is gone: stop ends it.
+            await until_stopped(reader.start(), stop)
+            await until_stopped(hints.start(), stop)
             await self._serve(stop, reader, keeper, hints)
+        except Stopped:
+            pass
         finally:
             # With Kafka gone aiokafka's stops fail or are cancelled inside: each is bounded and quiet.
             await stop_quietly(hints)
@@ -187,6 +191,8 @@ class GraphWorker:
         self._loop_ready.set()
         try:
             await self.run(self._stop)
+        except KafkaConnectionError as exc:
+            self.failure = exc  # run_ingest raises it: the stage starts again once Kafka answers (e2ad/cli.py)
         except Exception:
             log.exception("graph worker stopped on an error")
             raise

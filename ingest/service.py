@@ -9,11 +9,14 @@ from aiohttp import web
 from azure.core.credentials_async import AsyncTokenCredential
 
 from e2ad.kafka import ensure_topics
+from e2ad.outages import stopped_within
 from ingest.graph_worker import GraphWorker
 from ingest.webhook import NotificationSink, build_app
 from schemas.config import Settings
 
 log = logging.getLogger(__name__)
+
+WORKER_CHECK_SECONDS = 1.0  # how often the stage looks whether its graph worker lost Kafka
 
 
 async def run_ingest(
@@ -29,7 +32,9 @@ async def run_ingest(
     log.info("webhook listening on %s:%s", settings.webhook.listen_host, settings.webhook.listen_port)
     worker.start_thread()
     try:
-        await stop.wait()
+        while not await stopped_within(stop, WORKER_CHECK_SECONDS):
+            if worker.failure is not None:
+                raise worker.failure
     finally:
         await asyncio.to_thread(worker.stop)
         await runner.cleanup()

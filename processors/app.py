@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from e2ad import kafka
 from e2ad.config import describe_errors
+from e2ad.faust_worker import SignalBoundedWorker
 from processors.mapping import GroupMapper
 from processors.provisioning import ProvisioningState
 from processors.state import ProcessorStore
@@ -105,5 +106,5 @@ def run_processors(settings: Settings, datadir: Path) -> None:
     """Run the processors until SIGINT/SIGTERM (faust's worker owns the event loop and signals)."""
     datadir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings, datadir)
-    worker = faust.Worker(app, loglevel=settings.log_level.lower(), redirect_stdouts=False, quiet=True)
+    worker = SignalBoundedWorker(app, loglevel=settings.log_level.lower(), redirect_stdouts=False, quiet=True)
     worker.execute_from_commandline()

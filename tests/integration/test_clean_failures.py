@@ -101,16 +101,21 @@ def test_a_stage_waits_for_kafka_with_one_line_per_backoff_step_and_stops_on_sig
     assert code == 0 and took < SIGTERM_WITHIN_SECONDS, (code, took, text)
 
 
-def test_the_writer_stops_within_5_s_when_kafka_goes_away_while_it_runs(tmp_path: Path) -> None:
+# What each stage logs once it runs (faust's worker, for the processors, logs "Ready").
+RUNNING = {"write": "consumes ad.desired", "ingest": "delta cursors loaded", "process": "]: Ready"}
+
+
+@pytest.mark.parametrize("stage", list(RUNNING))
+def test_a_stage_stops_within_5_s_when_kafka_goes_away_while_it_runs(stage: str, tmp_path: Path) -> None:
     services = LocalServices(tmp_path / "services")
     bootstrap = asyncio.run(services.start_kafka())
-    log = tmp_path / "write.log"
-    process = start(["write"], stage_settings(bootstrap, tmp_path), log)
+    log = tmp_path / f"{stage}.log"
+    process = start([stage], stage_settings(bootstrap, tmp_path), log)
     try:
-        deadline = time.monotonic() + 30
-        while "consumes ad.desired" not in log.read_text() and time.monotonic() < deadline:
+        deadline = time.monotonic() + 60
+        while RUNNING[stage] not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert "consumes ad.desired" in log.read_text(), log.read_text()
+        assert RUNNING[stage] in log.read_text(), log.read_text()
     finally:
         services.stop_kafka()
     time.sleep(8)  # aiokafka retries about every 200 ms meanwhile
@@ -120,7 +125,6 @@ def test_the_writer_stops_within_5_s_when_kafka_goes_away_while_it_runs(tmp_path
     outage = [line for line in text.splitlines() if "unreachable (kafka.bootstrap_servers)" in line]
     # Reported at once, then after 2, 4 s: three or four lines, each naming the broker.
     assert 2 <= len(outage) <= 4 and all(f"Kafka at {bootstrap}" in line for line in outage), text
-    assert len(text.splitlines()) <= len(outage) + 8, text  # the writer's start-up lines, the outage, nothing else
     assert "Traceback" not in text and "Unclosed" not in text, text
     assert code == 0 and took < SIGTERM_WITHIN_SECONDS, (code, took, text)
 
