@@ -208,9 +208,10 @@ def _run_stage(kafka_settings: KafkaSettings, run: Callable[[asyncio.Event], Awa
             try:
                 await _bounded_after_stop(run(stop), stop)
                 return
-            except KafkaConnectionError:
+            except KafkaConnectionError as exc:
                 delay = backoff.next()
-                log.warning("%s; starting again in %s s", unreachable(kafka_settings, "lost"), f"{delay:g}")
+                lost = unreachable(kafka_settings, f"lost while the stage started or ran ({exc})")
+                log.warning("%s; starting the stage again in %s s", lost, f"{delay:g}")
                 await stopped_within(stop, delay)
 
     asyncio.run(supervise())
