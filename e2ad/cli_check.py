@@ -4,7 +4,8 @@ Checks, in order: the configuration (its expressions are checked by the loader),
 one page of /users/delta and /groups/delta with e2ad's $select, the webhook's public URL (HTTPS
 and its host resolves; no request is sent to it), Kafka (metadata: e2ad's topics with their
 partition counts), LDAP (bind, base DN), and each container the writer may write in (it exists,
-a uniquely named test group can be created there with an anchor that reads back, and deleted).
+a uniquely named test group can be created there, found by its anchor below the base DN as the
+writer finds its groups, and deleted).
 
 A check is skipped when its dependency is not configured (no Graph tenant, no public URL) or a
 check it needs failed; a skip does not fail the run. Exit 0 only when no check failed.
@@ -16,6 +17,7 @@ check it needs failed; a skip does not fail the run. Exit 0 only when no check f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import uuid
@@ -233,7 +235,7 @@ async def _container(settings: Settings, bind: Check, container: str) -> str:
 
 
 def _try_container(settings: Settings, container: str) -> str:
-    """The container exists; a test group is created there, its anchor read back, and deleted."""
+    """The container exists; a test group is created there, found by its anchor, and deleted."""
     setting = "provisioning.containers" if settings.provisioning.containers else "provisioning.target_container"
     tag = uuid.uuid4().hex[:12]
     dn = f"CN=e2ad-check-{tag},{container}"
@@ -253,35 +255,39 @@ def _try_container(settings: Settings, container: str) -> str:
         if result["result"] != 0:
             raise CheckFailed(f"cannot create a group in {container} ({setting}): {_ldap_error(result)}")
         try:
-            entry = _read_entry(connection, dn, setting, [ANCHOR_ATTRIBUTE])
-            if entry.get(ANCHOR_ATTRIBUTE) not in (anchor, [anchor]):
-                raise CheckFailed(f"cannot read {ANCHOR_ATTRIBUTE} of the test group {dn}: it reads back as {entry}")
+            # As the writer finds its groups: by the anchor, anywhere below the base DN.
+            base_dn = str(settings.ad.base_dn)
+            _, result, response, _ = connection.search(
+                base_dn, f"({ANCHOR_ATTRIBUTE}={anchor})", ldap3.SUBTREE, attributes=[ANCHOR_ATTRIBUTE]
+            )
+            found = [r["dn"] for r in response if r.get("type") == "searchResEntry"]
+            if result["result"] != 0 or [d.lower() for d in found] != [dn.lower()]:
+                raise CheckFailed(
+                    f"the test group {dn} is not found by {ANCHOR_ATTRIBUTE} below {base_dn} (ad.base_dn): "
+                    f"{_ldap_error(result) if result['result'] else f'found {found}'}"
+                )
         finally:
             _, result, _, _ = connection.delete(dn)
             if result["result"] != 0:
                 raise CheckFailed(f"created the test group {dn}, but cannot delete it: {_ldap_error(result)}")
-    return f"exists; created, read back ({ANCHOR_ATTRIBUTE}) and deleted a test group"
+    return f"exists; a test group was created, found by {ANCHOR_ATTRIBUTE} and deleted"
 
 
-class _connected:
+@contextlib.contextmanager
+def _connected(settings: Settings) -> Iterator[ldap3.Connection]:
     """The writer's own connection (writers/connection.py), unbound on exit; failures become CheckFailed."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-
-    def __enter__(self) -> ldap3.Connection:
-        ad = self._settings.ad
-        try:
-            self._connection = connect(ad)
-        except DirectoryUnavailable as exc:
-            raise CheckFailed(str(exc)) from None
-        except BindRejected as exc:
-            who = "ad.bind_dn, ad.bind_password" if ad.auth == "simple" else "ad.keytab, ad.kerberos_principal"
-            raise CheckFailed(f"{exc} ({who})") from None
-        return self._connection
-
-    def __exit__(self, *exc: object) -> None:
-        close(self._connection)
+    ad = settings.ad
+    try:
+        connection = connect(ad)
+    except DirectoryUnavailable as exc:
+        raise CheckFailed(str(exc)) from None
+    except BindRejected as exc:
+        who = "ad.bind_dn, ad.bind_password" if ad.auth == "simple" else "ad.keytab, ad.kerberos_principal"
+        raise CheckFailed(f"{exc} ({who})") from None
+    try:
+        yield connection
+    finally:
+        close(connection)
 
 
 def _read_entry(connection: ldap3.Connection, dn: str, setting: str, attributes: list[str]) -> dict[str, Any]:
