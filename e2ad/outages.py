@@ -53,6 +53,9 @@ CONNECTION_FAILURES = frozenset(
     }
 )
 
+# Of those, the ones that say no connection could be made at all.
+CONNECT_FAILURES = frozenset({'Unable connect to "%s:%s": %s', "Unable connect to node with id %s: %s"})
+
 T = TypeVar("T")
 # Set while e2ad probes Kafka itself: the prober reports the outage, aiokafka's records are only noted.
 _probing: contextvars.ContextVar[bool] = contextvars.ContextVar("probing_kafka", default=False)
@@ -90,6 +93,7 @@ class AiokafkaOutageFilter(logging.Filter):
         self._clock = clock
         self._next_report = float("-inf")
         self._last_failure = float("-inf")
+        self._last_connect_failure = float("-inf")
         self._step = 0.0
         self.last_error: str | None = None  # what aiokafka said last, for wait_for_kafka's line
         self.servers = "?"  # kafka.bootstrap_servers of this process, set by its first probe
@@ -103,6 +107,8 @@ class AiokafkaOutageFilter(logging.Filter):
         if _probing.get():
             return False
         now = self._clock()
+        if record.msg in CONNECT_FAILURES:
+            self._last_connect_failure = now
         if now - self._last_failure > max(self._step, 1.0):  # a new outage
             self._backoff.reset()
             self._next_report = now
@@ -117,8 +123,8 @@ class AiokafkaOutageFilter(logging.Filter):
         return True
 
     def failing_within(self, seconds: float) -> bool:
-        """Whether aiokafka reported a connection failure in the last `seconds`: Kafka is out of reach."""
-        return self._clock() - self._last_failure <= seconds
+        """Whether aiokafka could not connect to a broker in the last `seconds`: Kafka is out of reach."""
+        return self._clock() - self._last_connect_failure <= seconds
 
 
 OUTAGE_FILTER = AiokafkaOutageFilter()

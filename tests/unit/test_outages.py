@@ -103,3 +103,16 @@ async def test_a_one_shot_command_gives_up_after_its_wait_without_running() -> N
     with pytest.raises(KafkaUnreachable, match=r"unreachable \(kafka.bootstrap_servers\)"):
         await one_shot(settings, command, timeout=1.0)
     assert 1.0 <= time.monotonic() - began < 3 and ran == []
+
+
+def test_only_a_failed_connect_counts_as_kafka_out_of_reach() -> None:
+    clock = Clock()
+    folding = AiokafkaOutageFilter(clock=clock)
+    leave = logging.LogRecord(
+        "aiokafka.consumer.group_coordinator", logging.ERROR, "g.py", 1, "LeaveGroup request failed: %s", ("x",), None
+    )
+    folding.filter(leave)  # the broker answered, with an error
+    assert not folding.failing_within(5)
+    folding.filter(refused())
+    clock.now += 4
+    assert folding.failing_within(5) and not folding.failing_within(3)
