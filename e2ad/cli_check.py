@@ -21,12 +21,13 @@ import contextlib
 import json
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import click
 import ldap3
+from azure.core.credentials_async import AsyncTokenCredential
 
 from e2ad.config import ConfigError, load_settings
 from e2ad.kafka import topic_specs
@@ -40,6 +41,7 @@ from ingest.graph_client import (
     describe_graph_error,
     graph_scopes,
 )
+from ingest.graph_transport import GraphTransport, GraphTransportError
 from schemas.config import Settings
 from schemas.desired import UNIVERSAL_SECURITY_GROUP
 from writers.connection import BindRejected, close, connect
@@ -125,19 +127,14 @@ async def _graph_token(settings: Settings) -> str:
     if not graph.configured:
         raise Skipped("graph.tenant_id is not set (`e2ad up` simulates a tenant)")
     scopes = graph_scopes(str(graph.base_url))
-    try:
-        credential = build_credential(graph)
-    except GraphNotConfigured as exc:
-        raise CheckFailed(str(exc)) from None
-    try:
-        await credential.get_token(*scopes)
-    except Exception as exc:  # azure-identity's errors: ClientAuthenticationError, ServiceRequestError, …
-        raise CheckFailed(
-            f"no token from {graph.authority_host} (graph.authority_host) for tenant {graph.tenant_id}"
-            f" (graph.tenant_id, graph.client_id): {_first_line(exc)}"
-        ) from None
-    finally:
-        await credential.close()
+    async with _graph_credential(settings) as (credential, _):
+        try:
+            await credential.get_token(*scopes)
+        except Exception as exc:  # azure-identity's errors: ClientAuthenticationError, ServiceRequestError, …
+            raise CheckFailed(
+                f"no token from {graph.authority_host} (graph.authority_host) for tenant {graph.tenant_id}"
+                f" (graph.tenant_id, graph.client_id): {_first_line(describe_graph_error(exc))}"
+            ) from None
     return f"token for {scopes[0]} from {graph.authority_host} (tenant {graph.tenant_id})"
 
 
@@ -145,23 +142,36 @@ async def _graph_read(settings: Settings, token: Check) -> str:
     if token.status != "pass":
         raise Skipped("needs a Graph token")
     graph = settings.graph
-    credential = build_credential(graph)
-    client = build_graph_client(credential, graph, max_retries=0)
     read = []
-    try:
-        for resource in ("users", "groups"):
-            try:
-                items = await read_first_page(client, resource)
-            except Exception as exc:  # the SDK's APIError, or the transport's
-                raise CheckFailed(
-                    f"GET {graph.base_url}/{resource}/delta (graph.base_url) with e2ad's $select failed: "
-                    f"{describe_graph_error(exc)}"
-                ) from None
-            read.append(f"/{resource}/delta ({len(items)} item)")
-    finally:
-        await close_graph_client(client)
-        await credential.close()
+    async with _graph_credential(settings) as (credential, transport):
+        client = build_graph_client(credential, graph, max_retries=0, transport=transport)
+        try:
+            for resource in ("users", "groups"):
+                try:
+                    items = await read_first_page(client, resource)
+                except Exception as exc:  # the SDK's APIError, or the transport's
+                    raise CheckFailed(
+                        f"GET {graph.base_url}/{resource}/delta (graph.base_url) with e2ad's $select failed: "
+                        f"{describe_graph_error(exc)}"
+                    ) from None
+                read.append(f"/{resource}/delta ({len(items)} item)")
+        finally:
+            await close_graph_client(client)
     return f"read the first page of {' and '.join(read)} at {graph.base_url} with e2ad's $select"
+
+
+@contextlib.asynccontextmanager
+async def _graph_credential(settings: Settings) -> AsyncIterator[tuple[AsyncTokenCredential, GraphTransport]]:
+    """The ingest stage's own credential and transport (CAs, proxy), closed on exit."""
+    try:
+        transport = GraphTransport.from_settings(settings.graph)
+        credential = build_credential(settings.graph, transport)
+    except (GraphNotConfigured, GraphTransportError) as exc:  # both name the field
+        raise CheckFailed(str(exc)) from None
+    try:
+        yield credential, transport
+    finally:
+        await credential.close()
 
 
 # -- webhook --------------------------------------------------------------------------------------
@@ -188,7 +198,7 @@ async def _public_url(settings: Settings) -> str:
 async def _kafka(settings: Settings) -> str:
     try:
         present = await kafka_topics(settings.kafka)
-    except KafkaUnreachable as exc:
+    except (KafkaUnreachable, ValueError) as exc:  # ValueError: a kafka.ssl_* file, named by the message
         raise CheckFailed(str(exc)) from None
     missing, wrong = [], []
     for spec in topic_specs(settings.kafka):

@@ -152,7 +152,9 @@ async def kafka_topics(settings: KafkaSettings) -> dict[str, int]:
         await client.start()
         return {topic: len(client.partitions_for_topic(topic) or ()) for topic in await client.topics()}
     except KafkaConnectionError:
-        raise KafkaUnreachable(unreachable(settings, OUTAGE_FILTER.last_error or "no broker answered")) from None
+        # aiokafka only logs why TLS failed; kafka.tls_problem names the certificate or the listener.
+        reason = await kafka.tls_problem(settings) or OUTAGE_FILTER.last_error or "no broker answered"
+        raise KafkaUnreachable(unreachable(settings, reason)) from None
     finally:
         await client.stop()
         _probing.reset(probing)
