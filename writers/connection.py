@@ -16,7 +16,7 @@ import ssl
 from typing import Any
 
 import ldap3
-from ldap3.core.exceptions import LDAPException
+from ldap3.core.exceptions import LDAPException, LDAPSSLConfigurationError
 
 from schemas.config import AdSettings
 from writers.errors import DirectoryUnavailable
@@ -93,11 +93,14 @@ def _connection(settings: AdSettings, **bind: Any) -> ldap3.Connection:
     plain = settings.url.lower().startswith("ldap://")
     tls = None
     if not plain or settings.start_tls:  # AdSettings only allows plain ldap:// with ad.insecure
-        tls = ldap3.Tls(
-            validate=ssl.CERT_REQUIRED,
-            ca_certs_file=str(settings.ca_file) if settings.ca_file else None,
-            valid_names=[settings.tls_server_name] if settings.tls_server_name else None,
-        )
+        try:
+            tls = ldap3.Tls(
+                validate=ssl.CERT_REQUIRED,
+                ca_certs_file=str(settings.ca_file) if settings.ca_file else None,
+                valid_names=[settings.tls_server_name] if settings.tls_server_name else None,
+            )
+        except LDAPSSLConfigurationError as exc:  # a missing or unreadable CA file: configuration, not the DC
+            raise BindRejected(f"ad.ca_file {settings.ca_file}: {exc}") from None
     server = ldap3.Server(settings.url, tls=tls, get_info=ldap3.NONE, connect_timeout=settings.connect_timeout_seconds)
     return ldap3.Connection(
         server,

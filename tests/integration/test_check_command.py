@@ -6,6 +6,7 @@ import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from e2ad.standin import GraphStandin, running_standin
 from ingest.delta import GROUP_SELECT
 from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings, WebhookSettings
 from tests.integration.stages import command_environment
+from tests.unit.test_example_config import EXAMPLE, example_secrets
 
 pytestmark = pytest.mark.integration
 
@@ -112,3 +114,38 @@ async def test_a_missing_container_fails_its_line(ad_settings: AdSettings, test_
     assert checks[f"ldap.container {test_ou}"].status == "pass"
     failed = checks[f"ldap.container {missing}"]
     assert failed.status == "fail" and f"cannot read {missing} (provisioning.containers)" in failed.detail
+
+
+async def test_the_example_configuration_loads_and_each_unreachable_dependency_fails_its_own_line(
+    tmp_path: Path,
+) -> None:
+    """e2ad.example.yaml as an operator starts from: every field valid (the configuration line passes).
+
+    Its endpoints are placeholders, so each is pointed at a closed local port: every dependency
+    line then fails quickly, naming its setting, instead of waiting on names that do not resolve.
+    """
+    closed = f"127.0.0.1:{free_port()}"
+    environ = {
+        **example_secrets(tmp_path),
+        "E2AD_KAFKA__BOOTSTRAP_SERVERS": closed,
+        "E2AD_GRAPH__AUTHORITY_HOST": f"https://{closed}",
+        "E2AD_GRAPH__BASE_URL": f"https://{closed}/v1.0",
+        "E2AD_WEBHOOK__PUBLIC_URL": "https://localhost/e2ad",
+        "E2AD_AD__URL": f"ldaps://{closed}",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "e2ad", "--config", str(EXAMPLE), "check", "--json",
+        env=command_environment(environ), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 90)
+
+    assert stdout, stderr.decode()
+    report = json.loads(stdout)
+    status = {c["name"]: c["status"] for c in report["checks"]}
+    assert status["configuration"] == "pass", report
+    assert process.returncode == 1 and report["ok"] is False
+    assert status["kafka"] == "fail" and status["graph.token"] == "fail" and status["ldap"] == "fail", report
+    ldap = next(c for c in report["checks"] if c["name"] == "ldap")
+    assert "ad.ca_file /etc/e2ad/ad-ca.pem" in ldap["detail"]  # the example's CA exists only on the host
+    assert "Traceback" not in stdout.decode() + stderr.decode()
