@@ -20,8 +20,8 @@ async def run_ingest(
     settings: Settings, stop: asyncio.Event, *, credential: AsyncTokenCredential | None = None
 ) -> None:
     await ensure_topics(settings.kafka)
-    app = build_app(settings.webhook, NotificationSink(settings.kafka))
-    runner = web.AppRunner(app, access_log=None)
+    app = build_app(settings.webhook, NotificationSink(settings.kafka), tenant_id=settings.graph.tenant_id)
+    runner = web.AppRunner(app)
     await runner.setup()
     # The webhook listens before the worker subscribes: Graph validates the URL while subscribing.
     await web.TCPSite(runner, settings.webhook.listen_host, settings.webhook.listen_port).start()
