@@ -8,7 +8,7 @@ import json
 import logging
 import time
 import zlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
@@ -24,51 +24,8 @@ from ingest.webhook import (
     build_app,
 )
 from schemas.config import KafkaSettings, WebhookSettings
-from schemas.notifications import LifecycleEventType, NotificationBatch
-
-SECRET = "s3cret-client-state"
-TENANT = "11111111-2222-3333-4444-555555555555"
-SUBSCRIPTION = "7f105c7d-2dc5-4530-97cd-4e7ae6534c07"
-
-
-class RecordingSink:
-    """Keeps the records the webhook would put on graph.notifications."""
-
-    def __init__(self) -> None:
-        self.records: list[bytes] = []
-        self.ready = True
-
-    async def start(self) -> None:
-        pass
-
-    async def persist(self, records: Sequence[bytes]) -> None:
-        self.records.extend(records)
-
-    async def close(self) -> None:
-        pass
-
-    @property
-    def batches(self) -> list[NotificationBatch]:
-        return [NotificationBatch.model_validate_json(record) for record in self.records]
-
-
-def notification(client_state: str = SECRET, **extra: object) -> dict[str, object]:
-    body: dict[str, object] = {
-        "subscriptionId": SUBSCRIPTION,
-        "subscriptionExpirationDateTime": "2026-12-24T17:42:30.1669210Z",
-        "clientState": client_state,
-        "changeType": "updated",
-        "resource": "Groups/0f6a3b5c-0000-4000-8000-000000000001",
-        "tenantId": TENANT,
-        "resourceData": {
-            "@odata.type": "#Microsoft.Graph.Group",
-            "@odata.id": "Groups/0f6a3b5c-0000-4000-8000-000000000001",
-            "id": "0f6a3b5c-0000-4000-8000-000000000001",
-            "organizationId": TENANT,
-        },
-    }
-    body.update(extra)
-    return body
+from schemas.notifications import LifecycleEventType
+from tests.deliveries import SECRET, SUBSCRIPTION, TENANT, RecordingSink, notification, until_ready, worst_case_body
 
 
 def sample(name: str, **labels: str) -> float:
@@ -232,19 +189,6 @@ async def test_a_body_that_does_not_decompress_is_400(client: TestClient, sink: 
     assert sink.records == []
 
 
-def worst_case_body(limit: int) -> bytes:
-    """As many notifications as fit in limit bytes, each written as short as JSON allows and as
-    long as it re-encodes: a timestamp as a number, floats that print in full (9E15 becomes
-    9000000000000000.0), the shortest secret (it is stripped)."""
-    floats = ",".join(["9E15"] * 20)
-    one = (
-        f'{{"subscriptionId":"","subscriptionExpirationDateTime":0,"clientState":"s","tenantId":"{TENANT}",'
-        f'"x":[{floats}]}}'
-    ).encode()
-    count = (limit - len(b'{"value":[]}') + 1) // (len(one) + 1)
-    return b'{"value":[' + b",".join([one] * count) + b"]}"
-
-
 @pytest.mark.parametrize("max_body", [1_048_576, 4 * 1_048_576])
 async def test_every_delivery_under_the_body_limit_fits_in_records_kafka_takes(max_body: int) -> None:
     body = worst_case_body(max_body)
@@ -305,6 +249,32 @@ async def test_a_broker_that_never_answers_delays_no_delivery() -> None:
         for writer in held:
             writer.close()
         server.close()
+
+
+class StuckProducer:
+    """A producer that started and whose sends are never acknowledged (a broker that hangs)."""
+
+    async def start(self) -> None:
+        pass
+
+    async def send(self, *_: object, **__: object) -> asyncio.Future[object]:
+        return asyncio.get_running_loop().create_future()
+
+    async def stop(self) -> None:
+        pass
+
+
+async def test_a_slow_send_is_refused_within_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("ingest.webhook.kafka.producer", lambda *_, **__: StuckProducer())
+    sink = NotificationSink(KafkaSettings())
+    async with TestClient(TestServer(build_app(WebhookSettings(client_state=SECRET), sink))) as client:
+        await until_ready(client)
+        started = time.monotonic()
+        replies = await asyncio.gather(
+            *(client.post(NOTIFICATIONS_PATH, json={"value": [notification()]}) for _ in range(5))
+        )
+        assert [r.status for r in replies] == [503] * 5
+        assert time.monotonic() - started < 1.5
 
 
 async def test_forged_deliveries_are_counted_not_logged_one_by_one(
