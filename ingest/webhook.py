@@ -180,8 +180,9 @@ class CountedLog:
 
 class _MalformedRequests(logging.Filter):
     """Turns aiohttp's traceback for a request it could not parse (URL or header over 8 KiB, bad
-    syntax, undecodable body) into a count: anyone can send those, and a traceback each floods the
-    log. Exceptions of the handler itself still pass, with their traceback."""
+    syntax; a body that does not decode, met again when aiohttp drains it after the reply) into a
+    count: anyone can send those, and a traceback each floods the log. Exceptions of the handler
+    itself still pass, with their traceback."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -189,10 +190,10 @@ class _MalformedRequests(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if not isinstance(exc, HttpProcessingError):
+        if not isinstance(exc, HttpProcessingError | web.RequestPayloadError):
             return True
         MALFORMED_REQUESTS.inc()
-        self._log.note(detail=f"{exc.code} {exc.message}"[:200])
+        self._log.note(detail=str(exc).replace("\n", " ")[:200])
         return False
 
 
