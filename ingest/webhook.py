@@ -193,7 +193,7 @@ class _MalformedRequests(logging.Filter):
         if not isinstance(exc, HttpProcessingError | web.RequestPayloadError):
             return True
         MALFORMED_REQUESTS.inc()
-        self._log.note(detail=str(exc).replace("\n", " ")[:200])
+        self._log.note(detail=ascii(str(exc))[:200])  # the request's own bytes: escaped, cut short
         return False
 
 
