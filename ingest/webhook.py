@@ -127,8 +127,15 @@ class NotificationSink:
             raise SinkNotReady("the graph.notifications producer has not started yet")
 
         async def send_all() -> None:
-            acks = [await producer.send(topics.GRAPH_NOTIFICATIONS, record) for record in records]
-            await asyncio.gather(*acks)
+            acks: list[asyncio.Future[object]] = []
+            try:
+                for record in records:  # send() itself waits while the producer's buffer is full
+                    acks.append(await producer.send(topics.GRAPH_NOTIFICATIONS, record))
+                await asyncio.gather(*acks)
+            finally:
+                # A refused delivery leaves no ack behind whose failure nobody would retrieve.
+                for ack in acks:
+                    ack.cancel()
 
         await asyncio.wait_for(send_all(), PERSIST_TIMEOUT_SECONDS)
 

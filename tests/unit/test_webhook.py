@@ -256,29 +256,40 @@ async def test_a_broker_that_never_answers_delays_no_delivery() -> None:
 
 
 class StuckProducer:
-    """A producer that started and whose sends are never acknowledged (a broker that hangs)."""
+    """A producer that started and whose sends are never acknowledged (a broker that hangs); its
+    buffer holds one record, so a second send waits for room, as aiokafka's does."""
+
+    def __init__(self) -> None:
+        self.acks: list[asyncio.Future[object]] = []
 
     async def start(self) -> None:
         pass
 
     async def send(self, *_: object, **__: object) -> asyncio.Future[object]:
-        return asyncio.get_running_loop().create_future()
+        if self.acks:
+            await asyncio.Event().wait()
+        self.acks.append(asyncio.get_running_loop().create_future())
+        return self.acks[-1]
 
     async def stop(self) -> None:
         pass
 
 
-async def test_a_slow_send_is_refused_within_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("ingest.webhook.kafka.producer", lambda *_, **__: StuckProducer())
+@pytest.mark.parametrize("records", [1, 2])
+async def test_a_slow_send_is_refused_within_a_second(monkeypatch: pytest.MonkeyPatch, records: int) -> None:
+    producer = StuckProducer()
+    monkeypatch.setattr("ingest.webhook.kafka.producer", lambda *_, **__: producer)
     sink = NotificationSink(KafkaSettings())
-    async with TestClient(TestServer(build_app(WebhookSettings(client_state=SECRET), sink))) as client:
+    settings = WebhookSettings(client_state=SECRET, max_body_bytes=2 * RECORD_MAX_BYTES)
+    large = "Groups/" + "g" * (RECORD_MAX_BYTES // 2)  # two of them need two records
+    delivery = {"value": [notification(resource=large) for _ in range(records)]}
+    async with TestClient(TestServer(build_app(settings, sink))) as client:
         await until_ready(client)
         started = time.monotonic()
-        replies = await asyncio.gather(
-            *(client.post(NOTIFICATIONS_PATH, json={"value": [notification()]}) for _ in range(5))
-        )
+        replies = await asyncio.gather(*(client.post(NOTIFICATIONS_PATH, json=delivery) for _ in range(5)))
         assert [r.status for r in replies] == [503] * 5
         assert time.monotonic() - started < 1.5
+    assert producer.acks and all(ack.cancelled() for ack in producer.acks)  # no send left waiting
 
 
 async def test_forged_deliveries_are_counted_not_logged_one_by_one(
