@@ -55,10 +55,11 @@ def notification(client_state: str | None = SECRET, **extra: object) -> dict[str
 
 
 def worst_case_body(limit: int) -> bytes:
-    """As many notifications as fit in limit bytes, each written as short as JSON allows and as
-    long as it re-encodes: a timestamp as a number, floats that print in full (9E15 becomes
-    9000000000000000.0), the shortest secret (it is stripped)."""
-    floats = ",".join(["9E15"] * 20)
+    """As many notifications as fit in limit bytes, written so that they grow the most when
+    re-encoded: floats written short that print in full (9E15, 5 bytes with its comma, becomes
+    9000000000000000.0, 19 bytes: 3.8 times), a timestamp as a number, the shortest secret (it is
+    stripped); each notification small enough to fit in a record on its own."""
+    floats = ",".join(["9E15"] * 2_000)
     one = (
         f'{{"subscriptionId":"","subscriptionExpirationDateTime":0,"clientState":"s","tenantId":"{TENANT}",'
         f'"x":[{floats}]}}'
