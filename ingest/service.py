@@ -24,8 +24,8 @@ async def run_ingest(
 ) -> None:
     worker = GraphWorker(settings, credential=credential)  # first: it checks the Graph transport settings
     await ensure_topics(settings.kafka)
-    app = build_app(settings.webhook, NotificationSink(settings.kafka))
-    runner = web.AppRunner(app, access_log=None)
+    app = build_app(settings.webhook, NotificationSink(settings.kafka), tenant_id=settings.graph.tenant_id)
+    runner = web.AppRunner(app)
     await runner.setup()
     # The webhook listens before the worker subscribes: Graph validates the URL while subscribing.
     await web.TCPSite(runner, settings.webhook.listen_host, settings.webhook.listen_port).start()

@@ -11,7 +11,7 @@ import datetime as dt
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 
@@ -45,12 +45,22 @@ class ChangeNotification(BaseModel):
     subscription_id: str
     subscription_expiration_date_time: dt.datetime | None = None
     tenant_id: str | None = None
-    client_state: str | None = None
+    # The shared secret: the webhook checks it, and it is never serialised (not to graph.notifications,
+    # not to a log), so that whoever reads the topic cannot forge deliveries.
+    client_state: str | None = Field(None, exclude=True)
     change_type: ChangeType | str | None = Field(None, union_mode="left_to_right")
     resource: str | None = None
     resource_data: ResourceData | None = None
     lifecycle_event: LifecycleEventType | str | None = Field(None, union_mode="left_to_right")
     encrypted_content: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _no_second_client_state(self) -> ChangeNotification:
+        # Given both as "clientState" and by its field name, the second one would be kept, and
+        # serialised, as an extra field.
+        if self.model_extra:
+            self.model_extra.pop("client_state", None)
+        return self
 
     @property
     def is_lifecycle(self) -> bool:
@@ -67,8 +77,12 @@ class ChangeNotificationCollection(BaseModel):
 
 
 class NotificationBatch(BaseModel):
-    """What the webhook persists to graph.notifications: the accepted notifications of one POST."""
+    """What the webhook persists to graph.notifications: the accepted notifications of one POST
+    (or a part of them: a large delivery is split over several records)."""
 
     received_at: dt.datetime
     endpoint: str  # "notifications" or "lifecycle"
+    # Each notification's clientState matched webhook.client_state, and was removed: the secret
+    # is never stored, so whoever reads the topic cannot forge deliveries.
+    client_state_matched: bool = False
     notifications: list[ChangeNotification]

@@ -10,7 +10,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter
 
-GRAPH_NOTIFICATIONS = "graph.notifications"  # accepted webhook batches, exactly as Graph sent them
+# accepted webhook deliveries as Graph sent them, without the clientState; a large one in several records
+GRAPH_NOTIFICATIONS = "graph.notifications"
 GRAPH_CHANGES = "graph.changes"  # normalised user / group changes from delta rounds
 GRAPH_CURSORS = "graph.cursors"  # compacted: the deltaLink of each resource
 AD_DESIRED = "ad.desired"  # compacted: the whole desired state of each group
@@ -48,9 +49,12 @@ ALL_TOPICS = (
 M = TypeVar("M")
 
 
-def encode(record: BaseModel) -> bytes:
-    """Serialise a record for Kafka: compact JSON with the field aliases Graph and operators know."""
-    return record.model_dump_json(by_alias=True, exclude_none=False).encode()
+def encode(record: BaseModel, *, exclude_none: bool = False) -> bytes:
+    """Serialise a record for Kafka: compact JSON with the field aliases Graph and operators know.
+
+    exclude_none leaves out unset optional fields, for records whose size matters (graph.notifications).
+    """
+    return record.model_dump_json(by_alias=True, exclude_none=exclude_none).encode()
 
 
 def decode(adapter: TypeAdapter[M] | type[M], payload: bytes) -> M:
