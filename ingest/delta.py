@@ -60,8 +60,6 @@ USER_SELECT = [
     "accountEnabled",
 ]
 ERROR_MAP: dict[str, Any] = {"XXX": ODataError}
-# merge_items' mark on an object deleted and restored within one round (an annotation, so never a property).
-RESTORED = "@e2ad.restored"
 # Error codes after which a delta token or page token cannot continue: only a full round helps.
 RESYNC_CODES = frozenset({"syncStateNotFound", "resyncRequired", "Directory_ExpiredPageToken"})
 # Our own retries of a throttled page, after the SDK's retry middleware has given up.
@@ -90,25 +88,20 @@ def merge_items(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Merge a round's items by object id, in first-seen order.
 
     Graph splits a large group's members@delta over several items, on any page; their members are
-    concatenated in order. An @removed item supersedes what came before it. A later item that
-    carries properties without @removed means the object came back within the round: it starts
-    afresh and is marked RESTORED, since a restored object arrives in its standard representation,
-    its members@delta being its whole membership.
+    concatenated in order. A later item that carries properties without @removed means the
+    object came back within the round, so it clears an earlier @removed.
     """
     merged: dict[str, dict[str, Any]] = {}
     for item in items:
         object_id = str(item["id"])
-        if "@removed" in item:
-            merged[object_id] = {"id": object_id, "@removed": item["@removed"]}
-            continue
         into = merged.setdefault(object_id, {"id": object_id})
-        if "@removed" in into and _properties(item):
-            into = merged[object_id] = {"id": object_id, RESTORED: True}
         for name, value in item.items():
             if name == "members@delta":
                 into.setdefault("members@delta", []).extend(value or [])
             elif name != "id":
                 into[name] = value
+        if "@removed" not in item and _properties(item):
+            into.pop("@removed", None)
     return list(merged.values())
 
 
@@ -136,7 +129,7 @@ def normalise(
                     attributes=_properties(item),
                     members_added=added,
                     members_removed=gone,
-                    members_complete=full_round or bool(item.get(RESTORED)),
+                    members_complete=full_round,
                 )
             )
         else:

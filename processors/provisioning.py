@@ -1,6 +1,6 @@
 """The processors' core: fold Graph changes into state and derive each group's desired AD state.
 
-Pure apart from the mappings it is given, which processors/state.py's store backs in production and the
+Pure apart from the mappings it is given, which faust backs with changelogged tables and the
 unit tests with plain dicts. Replaying graph.changes into empty mappings reproduces the same
 desired states (design principle 2).
 
@@ -69,13 +69,9 @@ class ProvisioningState:
     def _group_changed(self, record: GroupChanged) -> list[str]:
         group = dict(self.groups.get(record.id) or _new_group())
         was_in_scope = self._in_scope(group)
-        # A change of a removed group means it was restored. Graph represents an object that comes
-        # back in delta as it does a new one, in its standard representation: members@delta then
-        # lists the whole membership, so it replaces what was known before the delete.
-        restored = group["removed"] is not None
         group["attributes"] = {**group["attributes"], **record.attributes}
-        group["removed"] = None
-        members: dict[str, str] = {} if record.members_complete or restored else dict(group["members"])
+        group["removed"] = None  # a change of a soft-deleted group means it was restored
+        members: dict[str, str] = {} if record.members_complete else dict(group["members"])
         for ref in record.members_removed:
             members.pop(ref.id, None)
         for ref in record.members_added:

@@ -41,32 +41,6 @@ def test_properties_after_removed_mean_the_object_came_back() -> None:
     assert merged[0]["displayName"] == "Back"
 
 
-def test_a_group_deleted_and_restored_within_a_round_carries_its_whole_membership_after_the_restore() -> None:
-    # Before the delete u1 was added and u2 removed; the restore lists what the group has now.
-    items = [
-        {"id": "g1", "displayName": "Sales", "members@delta": [member("u1"), member("u2", removed=True)]},
-        {"id": "g1", "@removed": {"reason": "changed"}},
-        {"id": "g1", "displayName": "Sales", "members@delta": [member("u3")]},
-    ]
-
-    (record,) = normalise("groups", merge_items(items), full_round=False, observed_at=NOW)
-
-    assert isinstance(record, GroupChanged)
-    assert record.members_complete
-    assert [m.id for m in record.members_added] == ["u3"]
-    assert record.members_removed == []
-    assert "@e2ad.restored" not in record.attributes
-
-
-def test_a_change_before_a_removal_in_the_same_round_is_superseded_by_it() -> None:
-    items = [{"id": "g1", "displayName": "Renamed"}, {"id": "g1", "@removed": {"reason": "deleted"}}]
-
-    (record,) = normalise("groups", merge_items(items), full_round=False, observed_at=NOW)
-
-    assert isinstance(record, GroupRemoved)
-    assert record.reason == "deleted"
-
-
 def test_full_round_group_carries_whole_membership_as_complete() -> None:
     items = [{"id": "g1", "displayName": "Sales", "members@delta": [member("u1"), member("g2", GROUP)]}]
 
