@@ -104,7 +104,7 @@ def services_reset_dc(ctx: Context) -> None:
 def process(ctx: Context) -> None:
     """Run the processors (faust): graph.changes → scope → map → ad.desired."""
     from e2ad.kafka import ensure_topics
-    from processors.app import run_processors
+    from processors.app import StateLost, run_processors
 
     settings = ctx.settings()
     configure_logging(settings.log_level, "process")
@@ -112,7 +112,10 @@ def process(ctx: Context) -> None:
         return  # signalled while waiting; faust installs its own signal handlers once it runs
     asyncio.run(ensure_topics(settings.kafka))
     datadir = (settings.state_dir or ctx.services().state_dir) / "processors"
-    run_processors(settings, datadir)
+    try:
+        run_processors(settings, datadir)
+    except StateLost as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import faust
 import faust.web
+from aiokafka import TopicPartition
 from faust.sensors.prometheus import setup_prometheus_sensors
 from pydantic import ValidationError
 
@@ -32,6 +33,10 @@ from schemas.desired import DesiredGroup
 log = logging.getLogger(__name__)
 
 APP_ID = "e2ad-processors"
+# A record that cannot be made durable (Kafka unavailable, a defect it finds) is tried again, in
+# order: never skipped, since the records after it build on its state.
+RETRY_FIRST_SECONDS = 0.5
+RETRY_MAX_SECONDS = 30.0
 
 
 def create_app(settings: Settings, datadir: Path) -> faust.App:
@@ -85,26 +90,100 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
             for d in core.apply(record)
         ]
 
-    @app.agent(changes)
-    async def provision(stream: faust.Stream) -> None:
+    async def fold(event: faust.EventT) -> None:
+        message = event.message
+        if store.already_applied(message.topic, message.partition, message.offset):
+            return  # delivered again after a restart or rebalance: its effect is in the state
+        # Outputs first, then the state that records them as published, then the offset: a
+        # crash at any point repeats at most this record, and never loses a desired state.
+        await durable(decide(event))
+        await durable([(state, key, value) for key, value in store.changed_keys()])
+        await durable([(state, *store.applied(message.topic, message.partition, message.offset))])
+
+    async def reload() -> None:
         store.load(await kafka.read_latest(settings.kafka, topics.PROCESSORS_STATE))
         log.info("processor state loaded: %d users, %d groups", len(store.users), len(store.groups))
-        async for event in stream.events():
-            message = event.message
-            if store.already_applied(message.topic, message.partition, message.offset):
-                continue  # delivered again after a restart or rebalance: its effect is in the state
-            # Outputs first, then the state that records them as published, then the offset: a
-            # crash at any point repeats at most this record, and never loses a desired state.
-            await durable(decide(event))
-            await durable([(state, key, value) for key, value in store.changed_keys()])
-            await durable([(state, *store.applied(message.topic, message.partition, message.offset))])
+
+    @app.agent(changes)
+    async def provision(stream: faust.Stream) -> None:
+        await reload()
+        # Acknowledged by hand, once the record's applied marker is written: faust acknowledges an
+        # event its loop abandons (an exception, a cancelled stop), and would then commit past a
+        # record that was never folded in for good.
+        async for event in stream.noack().events():
+            attempt = 0
+            while True:
+                try:
+                    if attempt:
+                        await reload()  # memory may hold writes of this record that never reached Kafka
+                    await fold(event)
+                    break
+                except Exception as exc:
+                    attempt += 1
+                    delay = min(RETRY_MAX_SECONDS, RETRY_FIRST_SECONDS * 2 ** (attempt - 1))
+                    log.error(
+                        "record %s of %s[%d] not folded in (%s: %s); retrying in %.1f s",
+                        event.message.offset, event.message.topic, event.message.partition,
+                        type(exc).__name__, exc, delay,
+                    )  # fmt: skip
+                    await asyncio.sleep(delay)
+            await stream.ack(event)
 
     return app
+
+
+class StateLost(RuntimeError):
+    """processors.state is empty while the processors have consumed graph.changes before."""
+
+
+def lost_state_remedy(state_written: bool, committed: dict[int, int], beginnings: dict[int, int]) -> str | None:
+    """What to do at start when the state is gone but graph.changes was consumed (None: nothing).
+
+    Folding later changes into an empty state would publish groups without the members it lost, so
+    the processors either rebuild it from the start of graph.changes, when nothing has expired from
+    it yet ("rebuild"), or refuse to start (StateLost).
+    """
+    if state_written or not any(committed.values()):
+        return None
+    if all(offset == 0 for offset in beginnings.values()):
+        return "rebuild"
+    raise StateLost(
+        f"{topics.PROCESSORS_STATE} is empty, but the consumer group {APP_ID} has consumed {topics.GRAPH_CHANGES}"
+        f" before (an upgrade from faust tables, or the topic deleted), and {topics.GRAPH_CHANGES} no longer"
+        " holds every change (retention). Folding later changes into an empty state would drop members."
+        f" Run a full delta round: stop `e2ad ingest`, delete the records of {topics.GRAPH_CURSORS} so that"
+        f" its next round is a full one, reset {APP_ID}'s offsets on {topics.GRAPH_CHANGES} to the end, then"
+        " start the processors and ingest again."
+    )
+
+
+async def prepare_state(settings: Settings) -> None:
+    """Check processors.state against the group's committed offsets before faust starts (see above)."""
+    reader = kafka.consumer(settings.kafka, group_id=APP_ID)
+    await reader.start()
+    try:
+        state_partitions = [TopicPartition(topics.PROCESSORS_STATE, 0)]
+        written = any((await reader.end_offsets(state_partitions)).values())
+        partitions = [
+            TopicPartition(topics.GRAPH_CHANGES, p) for p in reader.partitions_for_topic(topics.GRAPH_CHANGES) or ()
+        ]
+        committed = {tp.partition: await reader.committed(tp) or 0 for tp in partitions}
+        beginnings = {tp.partition: offset for tp, offset in (await reader.beginning_offsets(partitions)).items()}
+        if lost_state_remedy(written, committed, beginnings) == "rebuild":
+            log.warning(
+                "%s is empty but %s was consumed before: rebuilding the state from the start of %s",
+                topics.PROCESSORS_STATE, APP_ID, topics.GRAPH_CHANGES,
+            )  # fmt: skip
+            reader.assign(partitions)
+            await reader.commit(dict.fromkeys(partitions, 0))
+    finally:
+        await reader.stop()
 
 
 def run_processors(settings: Settings, datadir: Path) -> None:
     """Run the processors until SIGINT/SIGTERM (faust's worker owns the event loop and signals)."""
     datadir.mkdir(parents=True, exist_ok=True)
+    asyncio.run(prepare_state(settings))
     app = create_app(settings, datadir)
     worker = SignalBoundedWorker(app, loglevel=settings.log_level.lower(), redirect_stdouts=False, quiet=True)
     worker.execute_from_commandline()

@@ -9,16 +9,18 @@ how a member removed in Entra came back into an AD group (issue 8). A partitione
 would not echo, but it writes a key's changelog to the partition of the record being processed,
 so a key written from two partitions recovers in no defined order.
 
-So the state lives here: three dicts whose every write is remembered, and one compacted topic
-(processors.state, one partition, so its order is the order of the writes) that they are written
-through to and rebuilt from at start. Reads always see the last write (read-your-writes) because
-nothing but the fold writes the dicts. The edge (processors/app.py) makes one record at a time
-durable in this order: its outputs acknowledged, then the keys it changed, then its offset
-("applied" marker); only then faust acknowledges the record. After a crash or a rebalance Kafka
-delivers again what was not committed; a record at or below its partition's applied offset is
-already in the state and is skipped, so no record is folded in twice. A record whose writes were
-cut off half way is folded in again over its own partial writes, which gives the same state,
-since every write of a fold is a function of the record and the state before it.
+So the state lives here: users and groups are dicts whose every write is remembered, written
+through to one compacted topic (processors.state, one partition, so its order is the order of the
+writes) and rebuilt from it at start; parents, their inverse index, is rebuilt from the groups.
+Reads always see the last write (read-your-writes) because nothing but the fold writes the dicts.
+The edge (processors/app.py) makes one record at a time durable in this order: its outputs
+acknowledged, then the keys it changed, then its offset ("applied" marker); only then it
+acknowledges the record to faust. A record that fails part way is tried again on the state
+reloaded from the topic. After a crash or a rebalance Kafka delivers again what was not committed;
+a record at or below its partition's applied offset is already in the state and is skipped, so
+no record is folded in twice. A record whose writes were cut off (any of them) is folded in again
+over them, which gives the same state: each key it writes is a function of the record and of the
+same key before it (the group's own state, the user's own, a parent's published fingerprint).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import json
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
-TABLES = ("users", "groups", "parents")
+TABLES = ("users", "groups")  # parents is derived from groups (see ProcessorStore.load)
 _APPLIED = "applied"
 _SEPARATOR = "/"
 
@@ -69,6 +71,11 @@ class ProcessorStore:
     def __init__(self) -> None:
         self._pending: dict[bytes, bytes | None] = {}
         self.tables = {name: TrackedTable(name, self._pending) for name in TABLES}
+        # member id -> the groups it is in: the inverse of the groups' members, kept by the fold in
+        # memory and rebuilt from groups at load instead of written. Written, a record cut off
+        # between its group and its parents writes would fold in again differently (the member
+        # would look linked already).
+        self.parents: dict[str, list[str]] = {}
         self._applied: dict[str, int] = {}  # "topic/partition" -> offset of the last record folded in
 
     @property
@@ -79,10 +86,6 @@ class ProcessorStore:
     def groups(self) -> TrackedTable:
         return self.tables["groups"]
 
-    @property
-    def parents(self) -> TrackedTable:
-        return self.tables["parents"]
-
     def load(self, latest: Mapping[bytes, bytes]) -> None:
         """Rebuild from processors.state read to its end (the latest value of every key).
 
@@ -91,6 +94,7 @@ class ProcessorStore:
         """
         self._pending.clear()
         self._applied.clear()
+        self.parents.clear()
         for table in self.tables.values():
             table._data.clear()
         for raw_key, raw_value in latest.items():
@@ -102,6 +106,11 @@ class ProcessorStore:
                 self.tables[name]._restore(key, value)
             else:
                 raise ValueError(f"processors.state holds an unknown key {raw_key!r}")
+        nesting: dict[str, set[str]] = {}
+        for group_id, group in self.groups.items():
+            for member_id in group.get("members", {}):
+                nesting.setdefault(member_id, set()).add(group_id)
+        self.parents.update((member_id, sorted(groups)) for member_id, groups in nesting.items())
 
     def already_applied(self, topic: str, partition: int, offset: int) -> bool:
         """True for a record Kafka delivers again although its effect is in the state already."""

@@ -142,3 +142,38 @@ async def test_records_delivered_again_after_a_restart_are_not_folded_in_twice(
             latest = await desired.wait_for(lambda d: d.attributes.get("displayName") == "Renamed", timeout=60)
         assert desired.seen[before_restart:] == [latest], "a record already folded in was folded in again"
         assert latest.members == []
+
+
+async def test_a_lost_state_is_rebuilt_from_the_start_of_graph_changes(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    """The group has consumed graph.changes (its offsets are at the end), but processors.state is empty:
+    an upgrade from the faust tables, or the topic deleted. Carrying on from the committed offsets would
+    fold later changes into groups without their members; the processors replay graph.changes instead."""
+    from aiokafka import TopicPartition
+
+    from e2ad import kafka
+    from processors.app import APP_ID
+
+    guid = "0b0e1c52-0000-4000-8000-0000000000a1"
+    user = UserChanged(id="u1", observed_at=NOW, attributes={"onPremisesObjectIdentifier": guid})
+    group = GroupChanged(
+        id=GROUP, observed_at=NOW, attributes=SECURITY, members_added=[MemberRef(id="u1", type="user")]
+    )
+    await publish(kafka_settings, topics.GRAPH_CHANGES, [("u1", user), (GROUP, group)])
+    consumed = kafka.consumer(kafka_settings, group_id=APP_ID)
+    await consumed.start()
+    try:
+        partitions = [TopicPartition(topics.GRAPH_CHANGES, p) for p in range(kafka_settings.partitions)]
+        consumed.assign(partitions)
+        await consumed.commit(await consumed.end_offsets(partitions))
+    finally:
+        await consumed.stop()
+
+    renamed = GroupChanged(id=GROUP, observed_at=NOW, attributes={"displayName": "Renamed"})
+    async with TopicWatcher(kafka_settings, topics.AD_DESIRED, DesiredGroup.model_validate_json) as desired:
+        with running_stage("process", env(kafka_settings, tmp_path), tmp_path / "process.log"):
+            await publish(kafka_settings, topics.GRAPH_CHANGES, [(GROUP, renamed)])
+            latest = await desired.wait_for(lambda d: d.attributes.get("displayName") == "Renamed", timeout=60)
+    assert [m.object_guid for m in latest.members] == [guid]  # not a group that lost its member
+    assert "rebuilding the state from the start of graph.changes" in (tmp_path / "process.log").read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from processors.app import StateLost, lost_state_remedy
 from processors.state import ProcessorStore
 
 
@@ -21,8 +22,8 @@ def test_reads_see_the_last_write_and_a_new_store_rebuilds_the_same_state() -> N
     store.groups["g1"] = {"members": {"u1": "user"}}
     store.groups["g1"] = {"members": {}}
     store.users["u1"] = {"displayName": "A"}
-    store.parents["u1"] = ["g1"]
-    del store.parents["u1"]
+    store.groups["g2"] = {"members": {"u1": "user", "g1": "group"}}
+    store.groups["g3"] = {"members": {"u1": "user"}}
     assert store.groups["g1"] == {"members": {}}
     log: dict[bytes, bytes] = {}
     written(store, log)
@@ -32,9 +33,15 @@ def test_reads_see_the_last_write_and_a_new_store_rebuilds_the_same_state() -> N
     rebuilt = ProcessorStore()
     rebuilt.load(log)
 
-    assert dict(rebuilt.groups) == {"g1": {"members": {}}}
+    assert dict(rebuilt.groups) == {
+        "g1": {"members": {}},
+        "g2": {"members": {"u1": "user", "g1": "group"}},
+        "g3": {"members": {"u1": "user"}},
+    }
     assert dict(rebuilt.users) == {"u1": {"displayName": "A"}}
-    assert dict(rebuilt.parents) == {}
+    # parents is never written: it is rebuilt as the inverse of the groups' members
+    assert not any(key.startswith(b"parents/") for key in log)
+    assert rebuilt.parents == {"u1": ["g2", "g3"], "g1": ["g2"]}
     assert rebuilt.already_applied("graph.changes", 2, 41)
     assert not rebuilt.already_applied("graph.changes", 2, 42)
     assert not rebuilt.already_applied("graph.changes", 1, 0)
@@ -66,3 +73,22 @@ def test_loading_drops_what_memory_held_that_never_reached_the_topic() -> None:
 
     assert dict(store.groups) == {"written": {"v": 1}}
     assert store.changed_keys() == []
+
+
+@pytest.mark.parametrize(
+    ("written", "committed", "beginnings", "remedy"),
+    [
+        (True, {0: 5, 1: 7}, {0: 3, 1: 0}, None),  # the state is there: carry on
+        (False, {0: 0, 1: 0}, {0: 0, 1: 0}, None),  # a first start
+        (False, {0: 5, 1: 0}, {0: 0, 1: 0}, "rebuild"),  # state gone, every change still there
+    ],
+)
+def test_a_lost_state_is_rebuilt_from_graph_changes_when_it_still_holds_everything(
+    written: bool, committed: dict[int, int], beginnings: dict[int, int], remedy: str | None
+) -> None:
+    assert lost_state_remedy(written, committed, beginnings) == remedy
+
+
+def test_a_lost_state_that_cannot_be_rebuilt_stops_the_processors_saying_what_to_do() -> None:
+    with pytest.raises(StateLost, match="Run a full delta round"):
+        lost_state_remedy(False, {0: 5}, {0: 2})
