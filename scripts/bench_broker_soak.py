@@ -3,8 +3,8 @@
 Feeds notification-sized records (one Graph change notification per NotificationBatch, as the
 webhook persists a delivery of one, about 630 bytes) to graph.notifications on a fresh embedded
 noida-db broker, through e2ad's own producer settings (e2ad/kafka.py producer: acks=all), and
-prints the broker's RSS (VmRSS from /proc) and its data directory's size at intervals and at the
-end, with its peak RSS (VmHWM) and the time it takes to stop on SIGTERM.
+prints the broker's RSS (VmRSS from /proc), its peak so far (VmHWM) and its data directory's
+size at intervals and at the end, and the time the broker takes to exit after SIGTERM.
 
 Two variants, each on its own broker, in this order:
 - baseline: graph.notifications without retention, as e2ad created it before topic_configs;
@@ -54,6 +54,7 @@ class Sample:
     records: int
     seconds: float
     rss_mb: float
+    peak_rss_mb: float  # VmHWM: RSS swings with each snapshot rewrite, its peak so far does not
     data_dir_mb: float
 
 
@@ -135,27 +136,26 @@ async def soak(variant: str, records: int, samples: int, retention_ms: int, segm
         history.append(_sample(records, started, pid, services))
         print(f"  after {SETTLE_SECONDS:.0f} s idle:", end="")
         _print(history[-1])
-        peak = rss_mb(pid, "VmHWM")
         stopping = time.monotonic()
         await asyncio.to_thread(services.stop_kafka)
         stopped = time.monotonic() - stopping
         feed = history[-2].seconds
         print(
             f"{variant}: {records:,} records of {size} B in {feed:.1f} s ({records / feed:,.0f}/s); "
-            f"end RSS {history[-1].rss_mb:,.0f} MB, peak RSS {peak:,.0f} MB, "
+            f"end RSS {history[-1].rss_mb:,.0f} MB, peak RSS {history[-1].peak_rss_mb:,.0f} MB, "
             f"data dir {history[-1].data_dir_mb:,.0f} MB; stopped {stopped:.1f} s after SIGTERM",
             flush=True,
         )
 
 
 def _sample(records: int, started: float, pid: int, services: LocalServices) -> Sample:
-    return Sample(records, time.monotonic() - started, rss_mb(pid), size_mb(services.kafka_dir))
+    return Sample(records, time.monotonic() - started, rss_mb(pid), rss_mb(pid, "VmHWM"), size_mb(services.kafka_dir))
 
 
 def _print(sample: Sample) -> None:
     print(
         f"  {sample.records:>9,} records  {sample.seconds:6.1f} s  broker RSS {sample.rss_mb:7,.0f} MB"
-        f"  data dir {sample.data_dir_mb:7,.0f} MB",
+        f" (peak {sample.peak_rss_mb:7,.0f} MB)  data dir {sample.data_dir_mb:7,.0f} MB",
         flush=True,
     )
 
