@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from e2ad import embedded, kafka, services
-from e2ad.pipeline import Pipeline
+from e2ad.pipeline import STAGES, Pipeline
 from e2ad.services import Endpoints
 from schemas.config import KafkaSettings, Settings
 
@@ -54,7 +54,7 @@ class FakePipeline(Pipeline):
     events: list[str]
     failing_stage: str | None = None
 
-    def __init__(self, settings: Settings, *, stages: Iterable[str] = ("ingest", "process", "write"), **_: object):
+    def __init__(self, settings: Settings, *, stages: Iterable[str] = STAGES, **_: object) -> None:
         super().__init__(settings, stages=stages)
 
     async def start(self, stage: str, env: dict[str, str] | None = None) -> FakeProcess:  # type: ignore[override]
@@ -117,7 +117,7 @@ async def test_up_stops_every_stage_before_the_broker(events: list[str], tmp_pat
         await asyncio.sleep(0.01)
     stop.set()
     await asyncio.wait_for(running, 5)
-    stages = ("ingest", "process", "write")
+    stages = STAGES
     assert events[: 1 + len(stages)] == ["broker up", *(f"started {s}" for s in stages)]
     assert events[-1] == "broker down"
     assert set(events[1 + len(stages) : -1]) == {f"{signal} {s}" for s in stages for signal in ("SIGTERM", "exited")}
