@@ -56,6 +56,9 @@ async def run_up(settings: Settings, stop: asyncio.Event) -> None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
     finally:
+        # Only now, with every stage exited (the Pipeline block has ended) and so no producer left:
+        # the broker acknowledges writes during its own shutdown and then drops them. down()
+        # returns once the broker has exited, its final snapshot written.
         log.info("stopping the local services")
         await asyncio.to_thread(services.down)
 

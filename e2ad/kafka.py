@@ -14,7 +14,8 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from e2ad import fetch_pacing
 from schemas import topics
@@ -121,29 +122,125 @@ def consumer(settings: KafkaSettings, *topic_names: str, group_id: str | None, *
     return AIOKafkaConsumer(*topic_names, **options)  # type: ignore[arg-type]
 
 
+HOUR_MS = 60 * 60 * 1000
+DAY_MS = 24 * HOUR_MS
+# Read from each topic's aiokafka DescribeConfigs entry: (name, value, read_only, config_source, …).
+_DYNAMIC_TOPIC_CONFIG = 1  # a value set on the topic itself (not a broker or built-in default)
+
+
+def _deleted_after(retention_ms: int, segment_ms: int) -> dict[str, str]:
+    # Records expire a closed segment at a time, so a segment spans a fraction of the retention;
+    # Kafka's default segment (7 days or 1 GB) would keep a 6-hour topic for a week.
+    return {"cleanup.policy": "delete", "retention.ms": str(retention_ms), "segment.ms": str(segment_ms)}
+
+
+# Compaction, too, only cleans closed segments: an hourly roll bounds how many superseded values wait.
+_COMPACTED = {"cleanup.policy": "compact", "segment.ms": str(HOUR_MS)}
+
+
+def topic_configs(settings: KafkaSettings) -> dict[str, dict[str, str]]:
+    """Each topic's cleanup, chosen by its role (docs/architecture.md, Topics, says why for each).
+
+    Every topic gets explicit values: the embedded broker keeps every record in memory until
+    retention or compaction removes it, and Kafka's broker defaults suit none of these topics.
+    """
+    provisioning_log = _deleted_after(settings.results_retention_days * DAY_MS, DAY_MS)
+    return {
+        topics.GRAPH_NOTIFICATIONS: _deleted_after(6 * HOUR_MS, HOUR_MS),  # hints, read within seconds
+        topics.GRAPH_CHANGES: _deleted_after(7 * DAY_MS, DAY_MS),  # replayable for a week
+        topics.GRAPH_CURSORS: _COMPACTED,
+        topics.AD_DESIRED: _COMPACTED,
+        topics.AD_STAGED_DELETES: provisioning_log,  # held as long as the log that explains them
+        topics.AD_RESULTS: provisioning_log,
+        topics.AD_DEAD_LETTER: provisioning_log,
+        topics.AD_PENDING: _COMPACTED,
+        topics.AD_CREATED: _deleted_after(DAY_MS, HOUR_MS),  # followed from its end by running writers
+        topics.CONFIG: _COMPACTED,
+        topics.CONTROL: _deleted_after(DAY_MS, HOUR_MS),  # read from its end; a day of operator commands
+        topics.STATUS: _COMPACTED,
+        topics.PROCESSORS_STATE: _COMPACTED,
+    }
+
+
 def topic_specs(settings: KafkaSettings) -> list[NewTopic]:
-    specs = []
-    for name in topics.ALL_TOPICS:
-        partitions = settings.partitions if name in topics.KEYED_BY_OBJECT else 1
-        configs = {"cleanup.policy": "compact"} if name in topics.COMPACTED else {}
-        specs.append(NewTopic(name, partitions, settings.replication_factor, topic_configs=configs))
-    return specs
+    configs = topic_configs(settings)
+    return [
+        NewTopic(
+            name,
+            settings.partitions if name in topics.KEYED_BY_OBJECT else 1,
+            settings.replication_factor,
+            topic_configs=configs[name],
+        )
+        for name in topics.ALL_TOPICS
+    ]
 
 
 async def ensure_topics(settings: KafkaSettings, *, timeout: float = 30.0) -> None:
-    """Create e2ad's topics that do not exist yet (partition counts of existing ones are kept)."""
+    """Create e2ad's missing topics and align the cleanup of existing ones (partition counts are kept)."""
     client = admin(settings)
     await _start_with_retry(client.start, settings, timeout)
     try:
-        existing = set(await client.list_topics())
-        missing = [spec for spec in topic_specs(settings) if spec.name not in existing]
-        if missing:
-            # another process may create them between list and create
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await client.create_topics(missing)
-            log.info("created topics %s", ", ".join(t.name for t in missing))
+        await apply_topic_specs(client, topic_specs(settings))
     finally:
         await client.close()
+
+
+async def apply_topic_specs(client: AIOKafkaAdminClient, specs: list[NewTopic]) -> None:
+    """Create the topics that do not exist; give existing ones the specs' configs where they differ.
+
+    Aligning makes a change of `kafka.results_retention_days`, or of this table, reach topics created
+    by an earlier version (which had no retention at all). Settings on a topic that the specs do not
+    name, an operator's `min.insync.replicas` say, are kept.
+    """
+    existing = set(await client.list_topics())
+    missing = [spec for spec in specs if spec.name not in existing]
+    if missing:
+        # another process may create them between list and create
+        with contextlib.suppress(TopicAlreadyExistsError):
+            await client.create_topics(missing)
+        log.info("created topics %s", ", ".join(t.name for t in missing))
+    present = [spec for spec in specs if spec.name in existing]
+    if present:
+        await _align_configs(client, present)
+
+
+async def _align_configs(client: AIOKafkaAdminClient, specs: list[NewTopic]) -> None:
+    wanted = {spec.name: spec.topic_configs for spec in specs}
+    try:
+        described = await client.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in wanted])
+    except KafkaError as exc:
+        # A broker without DescribeConfigs (tansu), or an account without the right to describe.
+        log.warning("cannot read the configs of e2ad's topics, they stay as they are: %r", exc)
+        return
+    changes: list[ConfigResource] = []
+    for response in described:
+        for error_code, error_message, _, name, entries in response.resources:
+            if error_code:
+                log.warning("cannot read the configs of topic %s (error %s %s)", name, error_code, error_message)
+                continue
+            current = {entry[0]: entry[1] for entry in entries}
+            differing = {key: value for key, value in wanted[name].items() if current.get(key) != value}
+            if not differing:
+                continue
+            # AlterConfigs replaces every value set on the topic: send the others along unchanged.
+            kept = {entry[0]: entry[1] for entry in entries if entry[3] == _DYNAMIC_TOPIC_CONFIG and not entry[2]}
+            changes.append(ConfigResource(ConfigResourceType.TOPIC, name, {**kept, **wanted[name]}))
+            log.info(
+                "aligning topic %s: %s",
+                name,
+                ", ".join(f"{key} {current.get(key)} -> {value}" for key, value in sorted(differing.items())),
+            )
+    if not changes:
+        return
+    try:
+        altered = await client.alter_configs(changes)
+    except KafkaError as exc:
+        log.warning("cannot align the configs of e2ad's topics, they stay as they are: %r", exc)
+        return
+    for response in altered:
+        for error_code, error_message, _, name in response.resources:
+            if error_code:
+                log.warning("cannot align the configs of topic %s (error %s %s)", name, error_code, error_message)
 
 
 async def wait_until_ready(settings: KafkaSettings, *, timeout: float = 30.0) -> None:

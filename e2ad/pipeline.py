@@ -61,8 +61,14 @@ class Pipeline:
 
     async def __aenter__(self) -> Pipeline:
         env = {**os.environ, **settings_environment(self.settings)}
-        for stage in self.stages:
-            await self.start(stage, env)
+        try:
+            for stage in self.stages:
+                await self.start(stage, env)
+        except BaseException:
+            # __aexit__ does not run when __aenter__ fails: the stages started so far would outlive
+            # the pipeline, and keep producing to a broker that `e2ad up` stops next.
+            await self.stop()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -93,6 +99,8 @@ class Pipeline:
         return {s: p.returncode for s, p in self.processes.items() if p.returncode is not None}
 
     async def stop(self) -> None:
+        """SIGTERM every stage and return once all have exited: a stage flushes and closes its producers
+        on the way out; one still running after STOP_TIMEOUT_SECONDS is killed."""
         for process in self.processes.values():
             if process.returncode is None:
                 with contextlib.suppress(ProcessLookupError):

@@ -55,6 +55,9 @@ class KafkaSettings(_Section):
     bootstrap_servers: str = "127.0.0.1:9092"
     partitions: int = Field(4, ge=1, le=1024)  # for topics keyed by object id
     replication_factor: int = Field(1, ge=1)
+    # How long ad.results (the provisioning log) and ad.dead-letter keep a record; Cloud Sync keeps
+    # its provisioning logs 30 days. Applied to existing topics too, at each stage's start.
+    results_retention_days: int = Field(30, ge=1, le=3650)
     client_id: str = "e2ad"
     # Managed clusters (Confluent Cloud, MSK, Event Hubs, Strimzi) need TLS and/or SASL.
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
