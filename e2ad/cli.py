@@ -139,7 +139,7 @@ def up(ctx: Context) -> None:
 @pass_context
 def ingest(ctx: Context) -> None:
     """Run the webhook and the graph worker (subscriptions, delta rounds) against the configured tenant."""
-    from ingest.graph_transport import GraphTransportError
+    from ingest.graph_transport import GraphTransport, GraphTransportError
     from ingest.service import run_ingest
 
     settings = ctx.settings()
@@ -147,6 +147,7 @@ def ingest(ctx: Context) -> None:
         raise click.ClickException("graph.tenant_id is not set: ingest needs a tenant (or use `e2ad up`)")
     configure_logging(settings.log_level, "ingest")
     try:
+        GraphTransport.from_settings(settings.graph)  # a wrong CA or proxy: now, not after waiting for Kafka
         _run_stage(settings.kafka, lambda stop: run_ingest(settings, stop))
     except GraphTransportError as exc:  # graph.ca_bundle or a proxy variable, named in the message
         raise click.ClickException(str(exc)) from None
