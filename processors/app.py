@@ -37,6 +37,8 @@ APP_ID = "e2ad-processors"
 # order: never skipped, since the records after it build on its state.
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
+# A record to send: topic, key, value (None: a tombstone), headers.
+Output = tuple[faust.TopicT, bytes | None, bytes | None, dict[str, bytes] | None]
 
 
 def create_app(settings: Settings, datadir: Path) -> faust.App:
@@ -72,21 +74,21 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
         async def healthz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
             return web.json({"status": "ok", "app": APP_ID})
 
-    async def durable(writes: list[tuple[faust.TopicT, bytes | None, bytes | None]]) -> None:
+    async def durable(writes: list[Output]) -> None:
         """Send, then wait until the broker has acknowledged every one."""
-        sent = [await target.send(key=key, value=value) for target, key, value in writes]
+        sent = [await target.send(key=key, value=value, headers=headers) for target, key, value, headers in writes]
         await asyncio.gather(*sent)
 
-    def decide(event: faust.EventT) -> list[tuple[faust.TopicT, bytes | None, bytes | None]]:
+    def decide(event: faust.EventT) -> list[Output]:
         try:
             record = CHANGE_RECORD.validate_json(event.value)
         except ValidationError as exc:
             # Never stop the stream for one bad record: park it where operators look.
             key = event.key.decode(errors="replace") if event.key else "?"
             log.error("unusable record for object %s on %s:\n%s", key, topics.GRAPH_CHANGES, describe_errors(exc))
-            return [(dead_letter, event.key, event.value)]
+            return [(dead_letter, event.key, event.value, {"e2ad-error": str(exc).encode()})]
         return [
-            (desired if isinstance(d, DesiredGroup) else results, topics.key(d.group_id), topics.encode(d))
+            (desired if isinstance(d, DesiredGroup) else results, topics.key(d.group_id), topics.encode(d), None)
             for d in core.apply(record)
         ]
 
@@ -97,8 +99,8 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
         # Outputs first, then the state that records them as published, then the offset: a
         # crash at any point repeats at most this record, and never loses a desired state.
         await durable(decide(event))
-        await durable([(state, key, value) for key, value in store.changed_keys()])
-        await durable([(state, *store.applied(message.topic, message.partition, message.offset))])
+        await durable([(state, key, value, None) for key, value in store.changed_keys()])
+        await durable([(state, *store.applied(message.topic, message.partition, message.offset), None)])
 
     async def reload() -> None:
         store.load(await kafka.read_latest(settings.kafka, topics.PROCESSORS_STATE))
