@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable
@@ -79,6 +80,14 @@ class DeltaRound:
     items: list[dict[str, Any]]
     delta_link: str
     full_round: bool
+    started_from: str | None  # the delta link the round read from (None: a full round)
+
+    @property
+    def round_from(self) -> str | None:
+        """The records' round_from: a digest of the token, not the token (a credential of sorts)."""
+        if self.started_from is None:
+            return None
+        return hashlib.sha256(self.started_from.encode()).hexdigest()[:16]
 
 
 # -- pure core --------------------------------------------------------------------------------
@@ -106,10 +115,16 @@ def merge_items(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def normalise(
-    resource: DeltaResource, items: Iterable[dict[str, Any]], *, full_round: bool, observed_at: dt.datetime
+    resource: DeltaResource,
+    items: Iterable[dict[str, Any]],
+    *,
+    full_round: bool,
+    observed_at: dt.datetime,
+    round_from: str | None = None,
 ) -> list[ChangeRecord]:
     """Change records for a round's merged items (see schemas.changes)."""
     records: list[ChangeRecord] = []
+    stamp = {"observed_at": observed_at, "full_round": full_round, "round_from": round_from}
     for item in items:
         object_id = str(item["id"])
         removed = item.get("@removed")
@@ -118,14 +133,13 @@ def normalise(
             # else is taken as the restorable kind rather than destroying state on a guess.
             reason: Literal["changed", "deleted"] = "deleted" if _reason(removed) == "deleted" else "changed"
             removed_type = GroupRemoved if resource == "groups" else UserRemoved
-            records.append(removed_type(id=object_id, observed_at=observed_at, full_round=full_round, reason=reason))
+            records.append(removed_type(id=object_id, reason=reason, **stamp))
         elif resource == "groups":
             added, gone = member_changes(item.get("members@delta") or [])
             records.append(
                 GroupChanged(
                     id=object_id,
-                    observed_at=observed_at,
-                    full_round=full_round,
+                    **stamp,
                     attributes=_properties(item),
                     members_added=added,
                     members_removed=gone,
@@ -133,9 +147,7 @@ def normalise(
                 )
             )
         else:
-            records.append(
-                UserChanged(id=object_id, observed_at=observed_at, full_round=full_round, attributes=_properties(item))
-            )
+            records.append(UserChanged(id=object_id, attributes=_properties(item), **stamp))
     return records
 
 
@@ -209,7 +221,9 @@ async def _read_pages(
             continue
         if new_delta_link := page.get("@odata.deltaLink"):
             log.debug("%s delta round: %d items on %d pages", resource, len(items), pages)
-            return DeltaRound(resource, merge_items(items), new_delta_link, full_round=delta_link is None)
+            return DeltaRound(
+                resource, merge_items(items), new_delta_link, full_round=delta_link is None, started_from=delta_link
+            )
         raise DeltaProtocolError(f"{resource} delta page {pages} has neither @odata.nextLink nor @odata.deltaLink")
 
 
@@ -331,7 +345,11 @@ class DeltaReader:
                 self._client, resource, self._cursors.get(resource), page_size=self._page_size
             )
             records = normalise(
-                resource, delta_round.items, full_round=delta_round.full_round, observed_at=self._clock()
+                resource,
+                delta_round.items,
+                full_round=delta_round.full_round,
+                observed_at=self._clock(),
+                round_from=delta_round.round_from,
             )
             await self._publish(records)
             await self._save_cursor(resource, delta_round.delta_link)

@@ -61,6 +61,7 @@ class ProvisioningState:
             case GroupRemoved():
                 group = dict(self.groups.get(record.id) or _new_group())
                 group["removed"] = record.reason
+                group["removed_in"] = record.round_from
                 self.groups[record.id] = group
                 affected = [record.id, *self._parents_of(record.id)]
         return [d for gid in dict.fromkeys(affected) if (d := self._evaluate(gid, record.observed_at)) is not None]
@@ -70,8 +71,16 @@ class ProvisioningState:
         group = dict(self.groups.get(record.id) or _new_group())
         was_in_scope = self._in_scope(group)
         group["attributes"] = {**group["attributes"], **record.attributes}
-        group["removed"] = None  # a change of a soft-deleted group means it was restored
-        members: dict[str, str] = {} if record.members_complete else dict(group["members"])
+        # A change of a removed group means it was restored. Read by a round that started after
+        # the one that saw the delete, its members@delta is relative to a token taken while the
+        # group was deleted: the restored group's whole membership, which replaces the one before
+        # the delete (members that did not come back with it, like a user deleted meanwhile, are
+        # not listed as removed). In the same round repeated (a crash before its cursor was saved)
+        # it is relative to a token from before the delete, a difference like any other.
+        restored_later = group["removed"] is not None and group.get("removed_in") != record.round_from
+        group["removed"] = None
+        complete = record.members_complete or restored_later
+        members: dict[str, str] = {} if complete else dict(group["members"])
         for ref in record.members_removed:
             members.pop(ref.id, None)
         for ref in record.members_added:

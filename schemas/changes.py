@@ -35,6 +35,9 @@ class _Change(BaseModel):
     id: str
     observed_at: dt.datetime  # when the delta reader saw the change
     full_round: bool = False  # True when it comes from a full (initial or resync) delta round
+    # Which round: a digest of the delta token it started from (None: a full round, or not known).
+    # A round repeated after a crash has the same; the processors tell a restore apart by it.
+    round_from: str | None = None
 
 
 class GroupChanged(_Change):

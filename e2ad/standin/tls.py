@@ -23,7 +23,7 @@ def make_test_ca(directory: Path) -> tuple[Path, ssl.SSLContext]:
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "e2ad Graph stand-in test CA")])
     ca_cert = (
-        _builder(ca_name, ca_name, ca_key.public_key(), now)
+        certificate_builder(ca_name, ca_name, ca_key.public_key(), now)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
@@ -32,7 +32,7 @@ def make_test_ca(directory: Path) -> tuple[Path, ssl.SSLContext]:
     )
     server_key = ec.generate_private_key(ec.SECP256R1())
     server_cert = (
-        _builder(
+        certificate_builder(
             x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]), ca_name, server_key.public_key(), now
         )
         .add_extension(
@@ -57,9 +57,10 @@ def make_test_ca(directory: Path) -> tuple[Path, ssl.SSLContext]:
     return ca_file, context
 
 
-def _builder(
+def certificate_builder(
     subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey, now: dt.datetime
 ) -> x509.CertificateBuilder:
+    """A certificate from `issuer` for `subject`, valid from a few minutes ago for two days."""
     return (
         x509.CertificateBuilder()
         .subject_name(subject)

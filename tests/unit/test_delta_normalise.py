@@ -105,3 +105,17 @@ def test_expired_tokens_need_a_full_round_other_errors_do_not() -> None:
     assert needs_full_round(APIError("gone", 410))
     assert not needs_full_round(APIError("throttled", 429))
     assert not needs_full_round(ValueError("x"))
+
+
+def test_every_record_names_its_round_by_a_digest_of_the_token_not_the_token() -> None:
+    from ingest.delta import DeltaRound
+
+    link = "https://graph.microsoft.com/v1.0/groups/delta?$deltatoken=secret-token"
+    delta_round = DeltaRound("groups", [], "next", full_round=False, started_from=link)
+    items = [{"id": "g1", "displayName": "Sales"}, {"id": "g2", "@removed": {"reason": "changed"}}]
+
+    records = normalise("groups", items, full_round=False, observed_at=NOW, round_from=delta_round.round_from)
+
+    assert {r.round_from for r in records} == {delta_round.round_from}
+    assert delta_round.round_from and "secret-token" not in delta_round.round_from
+    assert DeltaRound("groups", [], "next", full_round=True, started_from=None).round_from is None

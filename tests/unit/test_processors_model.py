@@ -341,12 +341,33 @@ class ProcessorsMachine(RuleBasedStateMachine):
     @rule(crash=st.sampled_from([None, None, None, "outputs", "writes", "marker"]))
     def delta_round(self, crash: str | None) -> None:
         """A delta round through the delta reader's pure core; the processor may crash in it."""
+        self.round_started_from = dict(self.cursors)
+        self._publish(self._round(self.cursors), crash)
+        self.cursors = {resource: self.tenant.seq for resource in RESOURCES}
+
+    @rule()
+    def ingest_repeats_its_last_round(self) -> None:
+        """ingest died after publishing a round but before saving its cursor: the round is read again
+        from the same token, now seeing whatever changed since (a restore of a group it saw deleted)."""
+        # Not a full round: one does not list objects deleted meanwhile, so groups deleted since are
+        # never removed (a known gap of full rounds, the same after a 410; not what this rule tests).
+        if getattr(self, "round_started_from", None):
+            self._publish(self._round(self.round_started_from), None)
+            self.cursors = {resource: self.tenant.seq for resource in RESOURCES}
+
+    def _round(self, cursors: dict[str, int]) -> list[ChangeRecord]:
         records: list[ChangeRecord] = []
         for resource in RESOURCES:
-            items = self._pages(list(self.tenant.delta_items(resource, self.cursors.get(resource))))
-            full_round = resource not in self.cursors  # the first round reads everything
-            records += normalise(resource, merge_items(items), full_round=full_round, observed_at=NOW)
-            self.cursors[resource] = self.tenant.seq
+            since = cursors.get(resource)
+            items = self._pages(list(self.tenant.delta_items(resource, since)))
+            full_round = since is None  # the first round reads everything
+            round_from = None if full_round else f"{resource}-{since}"
+            records += normalise(
+                resource, merge_items(items), full_round=full_round, observed_at=NOW, round_from=round_from
+            )
+        return records
+
+    def _publish(self, records: list[ChangeRecord], crash: str | None) -> None:
         crash_index = self.rng.randrange(len(records)) if crash and records and self.crashes else None
         for index, record in enumerate(records):
             partition = partition_of(record.id)
