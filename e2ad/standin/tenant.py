@@ -291,6 +291,8 @@ class Tenant:
             for member_id, member_type in links.items():
                 if group_id in self.members and member_id in self.objects[member_type]:
                     self._link(seq, group_id, member_id, member_type)
+                elif group_id == object_id:  # deleted meanwhile: it did not come back with the group
+                    self._member_events.setdefault(group_id, {})[member_id] = _MemberEvent(seq, member_type, False)
         return self._record(seq, f"{resource[:-1]}.restored", resource, object_id, "updated")
 
     def _link(self, seq: int, group_id: str, member_id: str, member_type: Resource) -> None:
