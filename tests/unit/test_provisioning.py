@@ -196,12 +196,18 @@ def test_a_mapping_set_without_container_or_with_a_fixed_attribute_is_refused() 
         GroupMapper({"msDS-ExternalDirectoryObjectId": '"x"'}, {}, CONTAINER)
 
 
-def test_a_group_restored_after_a_round_that_saw_its_delete_has_the_membership_the_restore_lists() -> None:
+def soft_deleted_with_u1_and_u2(round_from: str) -> ProvisioningState:
+    """GROUP with two synced members, then soft-deleted in the round that started from round_from."""
     s = state()
     s.apply(user("u1", "0b0e1c52-0000-4000-8000-0000000000a1"))
     s.apply(user("u2", "0b0e1c52-0000-4000-8000-0000000000a2"))
     s.apply(group_changed(members=[MemberRef(id="u1", type="user"), MemberRef(id="u2", type="user")]))
-    s.apply(GroupRemoved(id=GROUP, observed_at=NOW, reason="changed", round_from="token-1"))
+    s.apply(GroupRemoved(id=GROUP, observed_at=NOW, reason="changed", round_from=round_from))
+    return s
+
+
+def test_a_group_restored_after_a_round_that_saw_its_delete_has_the_membership_the_restore_lists() -> None:
+    s = soft_deleted_with_u1_and_u2(round_from="token-1")
 
     # The next round, from a token taken while the group was deleted: u2 did not come back with it.
     restored = GroupChanged(
@@ -214,11 +220,7 @@ def test_a_group_restored_after_a_round_that_saw_its_delete_has_the_membership_t
 
 
 def test_the_same_round_read_again_after_a_crash_is_a_difference_like_any_other() -> None:
-    s = state()
-    s.apply(user("u1", "0b0e1c52-0000-4000-8000-0000000000a1"))
-    s.apply(user("u2", "0b0e1c52-0000-4000-8000-0000000000a2"))
-    s.apply(group_changed(members=[MemberRef(id="u1", type="user"), MemberRef(id="u2", type="user")]))
-    s.apply(GroupRemoved(id=GROUP, observed_at=NOW, reason="changed", round_from="token-1"))
+    s = soft_deleted_with_u1_and_u2(round_from="token-1")
 
     # ingest died before saving its cursor and reads from token-1 again: the group is back, and only
     # what changed since token-1 (before the delete) is listed.
