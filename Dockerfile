@@ -12,6 +12,7 @@ COPY schemas schemas
 COPY ingest ingest
 COPY processors processors
 COPY writers writers
+COPY runtime runtime
 COPY e2ad e2ad
 RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[kerberos]'
 

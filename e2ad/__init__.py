@@ -1,1 +1,1 @@
-"""The operator's runtime: configuration loading, Kafka plumbing, local services and the command line."""
+"""The operator's command line: the one layer that imports every stage (pyproject.toml's contracts)."""

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import click
 from aiokafka.errors import KafkaConnectionError
@@ -16,11 +19,14 @@ from aiokafka.errors import KafkaConnectionError
 from e2ad.cli_check import check
 from e2ad.cli_expr import expr
 from e2ad.cli_quarantine import quarantine
-from e2ad.config import ConfigError, load_settings
-from e2ad.logs import configure_logging
-from e2ad.outages import Backoff, KafkaUnreachable, one_shot, stopped_within, unreachable, wait_for_kafka
-from e2ad.services import LocalServices, ServiceError
+from e2ad.settings import load_settings
+from runtime.config import ConfigError, default_state_dir
+from runtime.logs import configure_logging
+from runtime.outages import Backoff, KafkaUnreachable, one_shot, stopped_within, unreachable, wait_for_kafka
 from schemas.config import KafkaSettings, Settings
+
+if TYPE_CHECKING:
+    from harness.services import LocalServices
 
 log = logging.getLogger("e2ad")
 # SIGTERM ends every stage within 5 s: STOP_SECONDS to stop cleanly, then CANCEL_SECONDS cancelled.
@@ -39,7 +45,7 @@ class Context:
             raise click.ClickException(str(exc)) from None
 
     def services(self) -> LocalServices:
-        return LocalServices(self.settings().state_dir)
+        return _harness("services").LocalServices(self.settings().state_dir)
 
 
 pass_context = click.make_pass_decorator(Context)
@@ -72,7 +78,7 @@ def services_up(ctx: Context) -> None:
     configure_logging("INFO", "services")
     try:
         endpoints = asyncio.run(ctx.services().up())
-    except ServiceError as exc:
+    except _harness("services").ServiceError as exc:
         raise click.ClickException(str(exc)) from None
     for name, value in endpoints.as_environment().items():
         click.echo(f"{name}={value}")
@@ -103,15 +109,15 @@ def services_reset_dc(ctx: Context) -> None:
 @pass_context
 def process(ctx: Context) -> None:
     """Run the processors (faust): graph.changes → scope → map → ad.desired."""
-    from e2ad.kafka import ensure_topics
     from processors.app import StateLost, run_processors
+    from runtime.kafka import ensure_topics
 
     settings = ctx.settings()
     configure_logging(settings.log_level, "process")
     if not _kafka_answers(settings.kafka):
         return  # signalled while waiting; faust installs its own signal handlers once it runs
     asyncio.run(ensure_topics(settings.kafka))
-    datadir = (settings.state_dir or ctx.services().state_dir) / "processors"
+    datadir = (settings.state_dir or default_state_dir()) / "processors"
     try:
         run_processors(settings, datadir)
     except StateLost as exc:
@@ -125,13 +131,12 @@ def up(ctx: Context) -> None:
 
     Without Graph credentials in the configuration, a simulated tenant feeds the pipeline.
     """
-    from e2ad.embedded import run_up
-
+    run_up, service_error = _harness("embedded").run_up, _harness("services").ServiceError
     settings = ctx.settings()
     configure_logging(settings.log_level, "up")
     try:
         _run_until_signalled(lambda stop: run_up(settings, stop))
-    except (ServiceError, RuntimeError) as exc:
+    except (service_error, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -187,6 +192,19 @@ def reconcile(ctx: Context) -> None:
 main.add_command(check)
 main.add_command(expr)
 main.add_command(quarantine)
+
+
+def _harness(module: str) -> ModuleType:
+    """A module of the development harness (local services, `e2ad up`), which the image leaves out."""
+    try:
+        return importlib.import_module(f"harness.{module}")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("harness", f"harness.{module}"):
+            raise
+        raise click.ClickException(
+            "this command needs e2ad's development harness (local broker and DC, Graph stand-in), which this "
+            "installation leaves out: run the stages (e2ad ingest, process, write) against your Kafka and DCs"
+        ) from None
 
 
 def _run_until_signalled(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:

@@ -29,9 +29,7 @@ import click
 import ldap3
 from azure.core.credentials_async import AsyncTokenCredential
 
-from e2ad.config import ConfigError, load_settings
-from e2ad.kafka import topic_specs
-from e2ad.outages import KafkaUnreachable, kafka_topics, tame_aiokafka
+from e2ad.settings import load_settings
 from ingest.delta import read_first_page
 from ingest.graph_client import (
     GraphNotConfigured,
@@ -42,6 +40,9 @@ from ingest.graph_client import (
     graph_scopes,
 )
 from ingest.graph_transport import GraphTransport, GraphTransportError
+from runtime.config import ConfigError
+from runtime.kafka import topic_specs
+from runtime.outages import KafkaUnreachable, kafka_topics, tame_aiokafka
 from schemas.config import Settings
 from schemas.desired import UNIVERSAL_SECURITY_GROUP
 from writers.connection import BindRejected, close, connect

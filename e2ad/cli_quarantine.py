@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
-from e2ad import kafka
-from e2ad.outages import KafkaUnreachable, one_shot
+from runtime import kafka
+from runtime.outages import KafkaUnreachable, one_shot
 from schemas import topics
 from schemas.config import KafkaSettings
 from schemas.control import ALL_WRITERS, ControlCommand

@@ -27,8 +27,8 @@ from msgraph.generated.groups.delta.delta_request_builder import DeltaRequestBui
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.users.delta.delta_request_builder import DeltaRequestBuilder as UsersDeltaRequestBuilder
 
-from e2ad import kafka
 from ingest.graph_client import describe_graph_error
+from runtime import kafka
 from schemas import topics
 from schemas.changes import ChangeRecord, DeltaCursor, GroupChanged, GroupRemoved, MemberRef, UserChanged, UserRemoved
 from schemas.config import KafkaSettings

@@ -21,12 +21,12 @@ from azure.core.exceptions import AzureError
 from kiota_abstractions.api_error import APIError
 from pydantic import ValidationError
 
-from e2ad import kafka
-from e2ad.outages import Stopped, stop_quietly, unreachable, until_stopped
 from ingest.delta import DeltaReader
 from ingest.graph_client import build_credential, build_graph_client, close_graph_client, describe_graph_error
 from ingest.graph_transport import GraphTransport
 from ingest.subscriptions import SubscriptionKeeper
+from runtime import kafka
+from runtime.outages import Stopped, stop_quietly, unreachable, until_stopped
 from schemas import topics
 from schemas.config import Settings
 from schemas.notifications import LifecycleEventType, NotificationBatch

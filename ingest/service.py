@@ -8,10 +8,10 @@ import logging
 from aiohttp import web
 from azure.core.credentials_async import AsyncTokenCredential
 
-from e2ad.kafka import ensure_topics
-from e2ad.outages import stopped_within
 from ingest.graph_worker import GraphWorker
 from ingest.webhook import NotificationSink, build_app
+from runtime.kafka import ensure_topics
+from runtime.outages import stopped_within
 from schemas.config import Settings
 
 log = logging.getLogger(__name__)

@@ -21,10 +21,12 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
-from e2ad import kafka
+from runtime import kafka
+from runtime.errors import error_lines
+from runtime.web import Health, add_health_routes
 from schemas import topics
 from schemas.config import KafkaSettings, WebhookSettings
 from schemas.notifications import ChangeNotification, ChangeNotificationCollection, NotificationBatch
@@ -236,8 +238,7 @@ def build_app(webhook: WebhookSettings, sink: RecordSink, *, tenant_id: str | No
     authentic = _authenticity(expected, _tenant(tenant_id))
     for endpoint, path in (("notifications", NOTIFICATIONS_PATH), ("lifecycle", LIFECYCLE_PATH)):
         app.router.add_post(path, _handler(endpoint, authentic, forgeries, webhook.max_body_bytes, sink))
-    app.router.add_get("/healthz", _healthz(sink))
-    app.router.add_get("/metrics", _metrics)
+    add_health_routes(app, _readiness(sink))
     app.on_response_prepare.append(_security_headers)
 
     async def start_sink(_: web.Application) -> None:
@@ -316,7 +317,7 @@ def _handler(
         try:
             collection = ChangeNotificationCollection.model_validate_json(body)
         except ValidationError as exc:
-            return _problem(400, "not a change notification collection: " + _first_error(exc))
+            return _problem(400, "not a change notification collection: " + error_lines(exc)[0])
         verdicts = [authentic(n) for n in collection.value]
         accepted = [n for n, verdict in zip(collection.value, verdicts, strict=True) if not verdict]
         if len(accepted) < len(verdicts):
@@ -376,12 +377,6 @@ def delivery_records(
     return records
 
 
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"])
-    return f"{where}: {err['msg']}" if where else err["msg"]
-
-
 def _problem(status: int, reason: str) -> web.Response:
     return web.json_response({"error": reason}, status=status)
 
@@ -391,17 +386,11 @@ async def _security_headers(_: web.Request, response: web.StreamResponse) -> Non
     response.headers["X-Content-Type-Options"] = "nosniff"
 
 
-def _healthz(sink: RecordSink) -> Callable[[web.Request], Awaitable[web.Response]]:
-    async def healthz(_: web.Request) -> web.Response:
+def _readiness(sink: RecordSink) -> Health:
+    def health() -> tuple[bool, dict[str, object]]:
         # Ready only once deliveries can be persisted: until then each one would be refused.
         if not sink.ready:
-            return web.json_response({"status": "starting", "reason": "Kafka producer not started"}, status=503)
-        return web.json_response({"status": "ok"})
+            return False, {"status": "starting", "reason": "Kafka producer not started"}
+        return True, {"status": "ok"}
 
-    return healthz
-
-
-async def _metrics(_: web.Request) -> web.Response:
-    response = web.Response(body=generate_latest())
-    response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
-    return response
+    return health

@@ -19,12 +19,12 @@ from aiokafka import TopicPartition
 from faust.sensors.prometheus import setup_prometheus_sensors
 from pydantic import ValidationError
 
-from e2ad import kafka
-from e2ad.config import describe_errors
-from e2ad.faust_worker import SignalBoundedWorker
 from processors.mapping import GroupMapper
 from processors.provisioning import ProvisioningState
 from processors.state import ProcessorStore
+from runtime import kafka
+from runtime.errors import describe_errors
+from runtime.faust_worker import SignalBoundedWorker
 from schemas import topics
 from schemas.changes import CHANGE_RECORD
 from schemas.config import Settings

@@ -20,6 +20,7 @@ from processors.expressions import (
     check_mappings,
     compile_expression,
 )
+from schemas.config import Settings
 from schemas.desired import UNIVERSAL_SECURITY_GROUP, AttributeValue
 
 FIXED = frozenset({"msDS-ExternalDirectoryObjectId", "adminDescription"})
@@ -57,6 +58,11 @@ def configuration_errors(overrides: Mapping[str, str], tokens: Mapping[str, str]
         for name in sorted(FIXED & set(overrides))
     ]
     return problems + [f"mappings.{error}" for error in check_mappings(mapping_set(overrides, None), tokens=tokens)]
+
+
+def settings_errors(settings: Settings) -> list[str]:
+    """The configured mappings' problems, for the configuration's load (runtime/config.py checks)."""
+    return configuration_errors(settings.mappings, settings.tokens)
 
 
 class GroupMapper:

@@ -1,4 +1,4 @@
-"""The configuration file's model. Loading (YAML + E2AD_… variables + secret files) is e2ad.config."""
+"""The configuration file's model. Loading (YAML + E2AD_… variables + secret files) is runtime.config."""
 
 from __future__ import annotations
 

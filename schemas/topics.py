@@ -25,7 +25,7 @@ CONTROL = "e2ad.control"  # operator commands: restart sync, approve deletes, cl
 STATUS = "e2ad.status"  # compacted: each writer's state (running, quarantined and why), keyed by its name
 # compacted, one partition: the processors' users, groups and parents, and the offsets folded in
 PROCESSORS_STATE = "processors.state"
-# How long each topic keeps its records (retention or compaction): e2ad/kafka.py topic_configs.
+# How long each topic keeps its records (retention or compaction): runtime/kafka.py topic_configs.
 
 # Topics keyed by object id share one partition count so that stages stay co-partitioned.
 KEYED_BY_OBJECT = frozenset({GRAPH_CHANGES, AD_DESIRED, AD_STAGED_DELETES, AD_RESULTS, AD_DEAD_LETTER, AD_PENDING})

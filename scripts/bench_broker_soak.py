@@ -2,7 +2,7 @@
 
 Feeds notification-sized records (one Graph change notification per NotificationBatch, as the
 webhook persists a delivery of one, about 630 bytes) to graph.notifications on a fresh embedded
-noida-db broker, through e2ad's own producer settings (e2ad/kafka.py producer: acks=all), and
+noida-db broker, through e2ad's own producer settings (runtime/kafka.py producer: acks=all), and
 prints the broker's RSS (VmRSS from /proc), its peak so far (VmHWM) and its data directory's
 size at intervals and at the end, and the time the broker takes to exit after SIGTERM.
 
@@ -36,8 +36,8 @@ from pathlib import Path
 
 from aiokafka.admin import NewTopic
 
-from e2ad import kafka
-from e2ad.services import LocalServices
+from harness.services import LocalServices
+from runtime import kafka
 from schemas import topics
 from schemas.config import KafkaSettings
 from schemas.notifications import ChangeNotification, NotificationBatch, ResourceData

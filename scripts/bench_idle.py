@@ -8,7 +8,7 @@ it prints the CPU each stage and the broker used over the measuring window (utim
 time and prints the latency from each change to the writer's result for it (the group is in AD).
 
 Each variant gets its own broker, stand-in and OU. By default both run, the stages' fetch pacing
-(e2ad/fetch_pacing.py) off first as the baseline, then on.
+(runtime/fetch_pacing.py) off first as the baseline, then on.
 
 Usage: .venv/bin/python scripts/bench_idle.py [--variants off,on] [--warm-up 20] [--window 30]
        [--changes 50] [--pause SECONDS]
@@ -37,12 +37,12 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from e2ad import fetch_pacing, kafka
-from e2ad.embedded import SIMULATED_GRAPH_TIMING
-from e2ad.logs import configure_logging
-from e2ad.pipeline import Pipeline
-from e2ad.services import LocalServices, free_port
-from e2ad.standin import GraphStandin, running_standin
+from harness.embedded import SIMULATED_GRAPH_TIMING
+from harness.pipeline import Pipeline
+from harness.services import LocalServices, free_port
+from harness.standin import GraphStandin, running_standin
+from runtime import fetch_pacing, kafka
+from runtime.logs import configure_logging
 from schemas import topics
 from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings, WebhookSettings
 from schemas.results import ProvisioningResult

@@ -36,9 +36,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from ldap3.core.exceptions import LDAPException
 from ldap3.utils.dn import escape_rdn
 
-from e2ad import kafka
-from e2ad.logs import configure_logging
-from e2ad.services import LocalServices
+from harness.services import LocalServices
+from runtime import kafka
+from runtime.logs import configure_logging
 from schemas import topics
 from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings
 from schemas.desired import UNIVERSAL_SECURITY_GROUP, DesiredGroup, DesiredMember, anchor_of

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from e2ad.kafka import ensure_topics
-from e2ad.services import Endpoints, LocalServices, free_port
+from harness.services import Endpoints, LocalServices, free_port
+from runtime.kafka import ensure_topics
 from schemas.config import AdSettings, KafkaSettings
 from tests.integration.stages import stop_stage
 
@@ -158,7 +158,7 @@ def restored_pacing() -> Iterator[None]:
     """For tests that call fetch_pacing.install(): afterwards the process paces as it did before."""
     import aiokafka.consumer.consumer
 
-    from e2ad.fetch_pacing import PacedFetcher
+    from runtime.fetch_pacing import PacedFetcher
 
     fetcher, pause = aiokafka.consumer.consumer.Fetcher, PacedFetcher.pause
     yield

@@ -11,7 +11,7 @@ from aiohttp import web
 from azure.core.credentials import AccessToken
 from msgraph import GraphServiceClient
 
-from e2ad.standin import GraphStandin
+from harness.standin import GraphStandin
 from ingest.graph_client import build_graph_client
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from schemas.config import Settings
+
 _SPECIAL = frozenset('\\,+"<>;=')
 _HEX = frozenset("0123456789abcdefABCDEF")
 # The <GUID=…>;<SID=…>; prefix the extended-DN control (1.2.840.113556.1.4.529) puts before a DN.
@@ -79,6 +81,20 @@ def normalize(dn: str) -> tuple[tuple[tuple[str, str], ...], ...]:
 
 def same(a: str, b: str) -> bool:
     return normalize(a) == normalize(b)
+
+
+def placement_errors(settings: Settings) -> list[str]:
+    """Containers the writer could never write in, named by their field (checked at load)."""
+    provisioning, base_dn = settings.provisioning, settings.ad.base_dn
+    problems = [
+        f"provisioning.containers[{i}]: {container} is not below ad.base_dn {base_dn}"
+        for i, container in enumerate(provisioning.containers)
+        if base_dn and not is_within(container, base_dn)
+    ]
+    target = provisioning.target_container
+    if target and provisioning.containers and not any(is_within(target, c) for c in provisioning.containers):
+        problems.append(f"provisioning.target_container: {target} is in none of provisioning.containers")
+    return problems
 
 
 def is_within(dn: str, base: str) -> bool:

@@ -23,7 +23,7 @@ from typing import Any
 import pydantic
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from e2ad import kafka
+from runtime import kafka
 from schemas import topics
 from schemas.config import KafkaSettings
 from schemas.desired import DesiredGroup
@@ -50,17 +50,7 @@ class PendingKafka:
 
     async def start(self) -> None:
         """Follow ad.created from its current end. Call before the writer's consumer joins its group."""
-        announcements = kafka.consumer(self._settings, group_id=None)
-        await announcements.start()
-        try:
-            announcements.assign([_CREATED])
-            # Resolve the end now (seek_to_end is lazy): announcements from here on are seen.
-            end = await announcements.end_offsets([_CREATED])
-            announcements.seek(_CREATED, end[_CREATED])
-        except BaseException:
-            await announcements.stop()
-            raise
-        self._announcements = announcements
+        self._announcements = await kafka.broadcast_reader(self._settings, topics.AD_CREATED)
 
     def fetching(self, on: bool) -> None:
         """Pause or resume following ad.created: the writer stops its fetch loops while a batch converges."""
@@ -156,9 +146,11 @@ class PendingKafka:
         """Per partition: its ad.pending records, and the parents with a desired state past `committed`."""
         pending = {p: TopicPartition(topics.AD_PENDING, p) for p in committed}
         desired = {p: TopicPartition(topics.AD_DESIRED, p) for p in committed}
-        waits = await _read_to_end(self._settings, {tp: None for tp in pending.values()})
+        waits = await kafka.read_partitions(self._settings, {tp: None for tp in pending.values()})
         # Only partitions with waits need their uncommitted tail of ad.desired.
-        tails = await _read_to_end(self._settings, {desired[p]: committed[p] for p in committed if waits[pending[p]]})
+        tails = await kafka.read_partitions(
+            self._settings, {desired[p]: committed[p] for p in committed if waits[pending[p]]}
+        )
         loaded = {}
         for partition in committed:
             records = {}
@@ -175,34 +167,3 @@ class PendingKafka:
             superseded = frozenset(key.decode() for key in tails.get(desired[partition], {}))
             loaded[partition] = (records, superseded)
         return loaded
-
-
-async def _read_to_end(
-    settings: KafkaSettings, starts: Mapping[TopicPartition, int | None]
-) -> dict[TopicPartition, dict[bytes, bytes]]:
-    """The latest value per key of each partition, from `start` (None: the beginning) to its current end."""
-    latest: dict[TopicPartition, dict[bytes, bytes]] = {tp: {} for tp in starts}
-    if not starts:
-        return latest
-    reader = kafka.consumer(settings, group_id=None)
-    await reader.start()
-    try:
-        reader.assign(list(starts))
-        for tp, start in starts.items():
-            if start is None:
-                await reader.seek_to_beginning(tp)
-            else:
-                reader.seek(tp, start)
-        end = await reader.end_offsets(list(starts))
-        while any([await reader.position(tp) < end[tp] for tp in starts]):
-            for tp, records in (await reader.getmany(timeout_ms=500)).items():
-                for record in records:
-                    if record.key is None or record.offset >= end[tp]:
-                        continue
-                    if record.value is None:
-                        latest[tp].pop(record.key, None)
-                    else:
-                        latest[tp][record.key] = record.value
-        return latest
-    finally:
-        await reader.stop()

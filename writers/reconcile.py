@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from processors.expressions.text import utf16_length
+from runtime.text import utf16_length
 from schemas.desired import UNIVERSAL_SECURITY_GROUP, AttributeValue, DesiredGroup, DesiredMember
 from writers import dn as dns
 from writers.errors import Refused

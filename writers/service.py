@@ -13,7 +13,7 @@ Faults are signals the loop answers; nothing sleeps inside a batch:
 - BindRejected, or failing groups past Entra's thresholds: quarantine (writers/quarantine.py).
   The partitions stay paused; each scheduled retry tries one record, and the first success or
   a clear-quarantine command on e2ad.control (read by every writer) resumes them.
-Each change of state is published to e2ad.status; /healthz and /metrics show it (writers/health.py).
+Each change of state is published to e2ad.status; /healthz and /metrics show it (runtime/web.py).
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
-import os
-import socket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
@@ -34,8 +32,10 @@ import pydantic
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from e2ad import kafka
-from e2ad.outages import stop_quietly
+from runtime import kafka
+from runtime.names import instance_name
+from runtime.outages import stop_quietly
+from runtime.web import HealthServer
 from schemas import topics
 from schemas.config import Settings
 from schemas.control import ControlCommand
@@ -45,7 +45,6 @@ from schemas.status import WriterStatus
 from writers.connection import BindRejected, connect
 from writers.directory import Directory
 from writers.errors import DirectoryUnavailable
-from writers.health import HealthServer
 from writers.metrics import WriterMetrics
 from writers.pending_kafka import PendingKafka
 from writers.provision import converge
@@ -69,7 +68,7 @@ class WriterService:
 
     def __init__(self, settings: Settings, *, name: str | None = None) -> None:
         self.settings = settings
-        self.name = name or settings.writer.name or f"{socket.gethostname()}:{os.getpid()}"
+        self.name = name or settings.writer.name or instance_name()
         self.metrics = WriterMetrics()
         self.quarantine = Quarantine(QuarantinePolicy.from_settings(settings.writer))
         self._directory = Directory(settings.ad, connector=self.metrics.timed(connect))
@@ -91,13 +90,15 @@ class WriterService:
             await kafka.ensure_topics(self.settings.kafka)
             self._producer = kafka.producer(self.settings.kafka)
             await self._producer.start()
-            self._control = await _broadcast_reader(self.settings, topics.CONTROL)
+            self._control = await kafka.broadcast_reader(self.settings.kafka, topics.CONTROL)
             # Follows ad.created from before joining the group, so no creation goes unseen.
             self._pending = PendingKafka(self.settings.kafka, self._producer)
             await self._pending.start()
             if self.settings.writer.web_port is not None:
                 web = self.settings.writer
-                self._health = HealthServer(web.web_host, web.web_port, self.status, self.metrics.registry)
+                self._health = HealthServer(
+                    "writer", web.web_host, web.web_port, self._health_body, self.metrics.registry
+                )
                 await self._health.start()
             # Bind before joining the group: partitions assigned to a writer still binding would wait.
             try:
@@ -184,6 +185,10 @@ class WriterService:
             reference_failing=quarantine.reference_failing,
             ad_unavailable_since=self._ad_unavailable_since,
         )
+
+    def _health_body(self) -> tuple[bool, dict[str, object]]:
+        status = self.status()
+        return status.healthy, topics.jsonable(status)
 
     @property
     def web_port(self) -> int | None:
@@ -463,20 +468,6 @@ class _HoldNewPartitions(ConsumerRebalanceListener):  # type: ignore[misc]
         self.service._hold_or_resume()
         if self.service._pending is not None and self.service._consumer is not None:
             await self.service._pending.assigned(self.service._consumer, assigned)
-
-
-async def _broadcast_reader(settings: Settings, topic: str) -> AIOKafkaConsumer:
-    """A consumer of every partition of `topic` from its end, outside any group: each writer sees each record."""
-    reader = kafka.consumer(settings.kafka, group_id=None)
-    await reader.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or {0})]
-        reader.assign(partitions)
-        await reader.seek_to_end(*partitions)
-    except BaseException:
-        await reader.stop()
-        raise
-    return reader
 
 
 def latest_per_group(batches: dict[TopicPartition, list[ConsumerRecord]]) -> list[ConsumerRecord]:

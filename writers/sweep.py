@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 from collections import Counter
 
 import pydantic
 
-from e2ad import kafka
+from runtime import kafka
+from runtime.names import instance_name
 from schemas import topics
 from schemas.config import Settings
 from schemas.desired import DesiredGroup
@@ -28,7 +27,7 @@ log = logging.getLogger(__name__)
 async def reconcile_all(settings: Settings) -> Counter[str]:
     """Converge every group in ad.desired once; returns how many decisions had which status."""
     latest = await kafka.read_latest(settings.kafka, topics.AD_DESIRED)
-    name = f"reconcile@{socket.gethostname()}:{os.getpid()}"
+    name = instance_name("reconcile")
     directory = Directory(settings.ad)
     producer = kafka.producer(settings.kafka)
     statuses: Counter[str] = Counter()

@@ -7,6 +7,8 @@ import re
 import unicodedata
 from functools import lru_cache
 
+from runtime.text import is_bmp, utf16_length
+
 # .NET Char.IsWhiteSpace: Zs/Zl/Zp plus U+0009–U+000D, U+0085. Python's str.strip() would also strip
 # U+001C–U+001F, which .NET keeps.
 NET_WHITESPACE = (
@@ -15,24 +17,13 @@ NET_WHITESPACE = (
 )
 
 
-def _is_bmp(text: str) -> bool:
-    return text.isascii() or max(text) <= "\uffff"
-
-
-def utf16_length(text: str) -> int:
-    """Length in UTF-16 code units, as .NET's String.Length counts it."""
-    if _is_bmp(text):
-        return len(text)
-    return len(text) + sum(1 for char in text if char > "\uffff")
-
-
 def utf16_slice(text: str, start: int, stop: int | None = None) -> str:
     """Substring by UTF-16 code-unit offsets (0-based, stop exclusive).
 
     Where .NET would cut a surrogate pair in half and leave a lone surrogate (which AD then rejects or
     mangles), the whole character is left out instead, so the result never exceeds the requested units.
     """
-    if _is_bmp(text):
+    if is_bmp(text):
         return text[start:stop]
     kept = []
     unit = 0
@@ -46,12 +37,12 @@ def utf16_slice(text: str, start: int, stop: int | None = None) -> str:
 
 def utf16_index(text: str, index: int) -> int:
     """The UTF-16 code-unit offset of the character at Python index `index`."""
-    return index if _is_bmp(text) else utf16_length(text[:index])
+    return index if is_bmp(text) else utf16_length(text[:index])
 
 
 def python_index(text: str, unit: int) -> int:
     """The Python index of the character starting at or after UTF-16 code-unit offset `unit`."""
-    if _is_bmp(text):
+    if is_bmp(text):
         return unit
     position = 0
     for index, char in enumerate(text):

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from e2ad.standin.tls import certificate_builder
+from harness.standin.tls import certificate_builder
 
 HOST = "127.0.0.1"
 
@@ -36,7 +36,7 @@ HOST = "127.0.0.1"
 def make_client_certificate(directory: Path, name: str) -> tuple[Path, Path, Path]:
     """A CA for client certificates and a client certificate it signed: (ca.pem, client.pem, client.key).
 
-    The key is a file of its own, as kafka.ssl_key_file takes it. (e2ad.standin.tls makes server
+    The key is a file of its own, as kafka.ssl_key_file takes it. (harness.standin.tls makes server
     certificates only: a TLS server refuses a client certificate without the clientAuth usage.)
     """
     directory.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from typing import TypeVar
 from aiokafka import AIOKafkaConsumer
 from pydantic import BaseModel
 
-from e2ad import kafka
+from runtime import kafka
 from schemas import topics
 from schemas.config import KafkaSettings
 

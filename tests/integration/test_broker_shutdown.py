@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from aiokafka import TopicPartition
 
-from e2ad import kafka
-from e2ad.services import LocalServices
+from harness.services import LocalServices
+from runtime import kafka
 from schemas import topics
 from schemas.config import KafkaSettings
 
@@ -40,7 +40,7 @@ async def test_records_acknowledged_just_before_the_stop_survive_a_restart(
         await asyncio.gather(*sent)  # every one acknowledged (acks=all)
     finally:
         await producer.stop()  # the producer first, as `e2ad up` stops its stages first
-    with caplog.at_level(logging.INFO, logger="e2ad.services"):
+    with caplog.at_level(logging.INFO, logger="harness.services"):
         await asyncio.to_thread(services.stop_kafka)
     assert not _running(pid)
     assert "was killed" not in caplog.text  # it exited on its own, its final snapshot written

@@ -13,9 +13,9 @@ import pytest
 from pydantic import SecretStr
 
 from e2ad.cli_check import run_checks
-from e2ad.pipeline import settings_environment
-from e2ad.services import free_port
-from e2ad.standin import GraphStandin, running_standin
+from harness.pipeline import settings_environment
+from harness.services import free_port
+from harness.standin import GraphStandin, running_standin
 from ingest.delta import GROUP_SELECT
 from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings, WebhookSettings
 from tests.integration.stages import command_environment

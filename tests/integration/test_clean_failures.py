@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from e2ad.pipeline import settings_environment
-from e2ad.services import LocalServices, free_port
+from harness.pipeline import settings_environment
+from harness.services import LocalServices, free_port
 from schemas.config import (
     AdSettings,
     GraphSettings,

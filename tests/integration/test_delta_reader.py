@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from e2ad import kafka
-from e2ad.standin import GraphStandin, running_standin
+from harness.standin import GraphStandin, running_standin
 from ingest.delta import GROUP_SELECT, USER_SELECT, DeltaReader, normalise, read_round
+from runtime import kafka
 from schemas import topics
 from schemas.changes import CHANGE_RECORD, DeltaCursor, GroupChanged, GroupRemoved, UserChanged, UserRemoved
 from schemas.config import KafkaSettings

@@ -19,9 +19,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from e2ad.pipeline import Pipeline
-from e2ad.services import free_port
-from e2ad.standin import GraphStandin, Mutation, running_standin
+from harness.pipeline import Pipeline
+from harness.services import free_port
+from harness.standin import GraphStandin, Mutation, running_standin
 from schemas import topics
 from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings, WebhookSettings
 from schemas.desired import UNIVERSAL_SECURITY_GROUP

@@ -1,6 +1,6 @@
 """A caught-up consumer on the embedded broker fetches a few times a second, and still gets a new record at once.
 
-noida-db answers an empty fetch without holding it for fetch_max_wait_ms; e2ad/fetch_pacing.py
+noida-db answers an empty fetch without holding it for fetch_max_wait_ms; runtime/fetch_pacing.py
 makes aiokafka wait a short pause before the next one. Fetches are counted at the fetcher's
 request task, the hook the pacing overrides, over a window in which nothing is produced. On a
 broker that holds empty fetches as Apache Kafka does (tansu here, or E2AD_TEST_KAFKA_BOOTSTRAP),
@@ -22,7 +22,7 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.consumer.fetcher import Fetcher
 
-from e2ad import fetch_pacing, kafka
+from runtime import fetch_pacing, kafka
 from schemas import topics
 from schemas.config import KafkaSettings
 

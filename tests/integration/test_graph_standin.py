@@ -17,7 +17,7 @@ from msgraph.generated.models.subscription import Subscription
 from msgraph.generated.models.user import User
 from msgraph_core import PageIterator
 
-from e2ad.standin import GraphStandin, SyncedUser, running_standin, seed_demo_tenant, trickle
+from harness.standin import GraphStandin, SyncedUser, running_standin, seed_demo_tenant, trickle
 from ingest.delta import read_round
 from ingest.graph_client import build_credential, build_graph_client
 from tests.fakes import FakeAsyncCredential, running_receiver, standin_client

@@ -17,13 +17,13 @@ import httpx
 import pytest
 from azure.core.exceptions import ServiceRequestError
 
-from e2ad import kafka
-from e2ad.standin import GraphStandin, running_standin
-from e2ad.standin.tls import make_test_ca
+from harness.standin import GraphStandin, running_standin
+from harness.standin.tls import make_test_ca
 from ingest.delta import read_round
 from ingest.graph_client import build_credential, build_graph_client, close_graph_client, describe_graph_error
 from ingest.graph_transport import GraphTransport
 from ingest.graph_worker import GraphWorker
+from runtime import kafka
 from schemas import topics
 from schemas.config import GraphSettings, KafkaSettings, Settings
 from tests.fakes import FakeAsyncCredential

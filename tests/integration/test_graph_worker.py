@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from aiokafka import TopicPartition
 
-from e2ad import kafka
-from e2ad.standin import GraphStandin, running_standin
+from harness.standin import GraphStandin, running_standin
 from ingest.graph_worker import CONSUMER_GROUP, GraphWorker
+from runtime import kafka
 from schemas import topics
 from schemas.changes import CHANGE_RECORD, GroupChanged
 from schemas.config import KafkaSettings, Settings, WebhookSettings

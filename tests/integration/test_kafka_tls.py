@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
-from e2ad import kafka
-from e2ad.standin.tls import make_test_ca
+from harness.standin.tls import make_test_ca
+from runtime import kafka
 from schemas import topics
 from schemas.changes import GroupChanged
 from schemas.config import KafkaSettings

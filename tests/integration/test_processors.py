@@ -8,7 +8,7 @@ from pathlib import Path
 
 import aiohttp
 
-from e2ad.services import free_port
+from harness.services import free_port
 from schemas import topics
 from schemas.changes import GroupChanged, MemberRef, UserChanged
 from schemas.config import KafkaSettings
@@ -74,7 +74,7 @@ async def test_changes_become_desired_states_and_state_survives_a_restart(
 async def test_a_malformed_change_goes_to_the_dead_letter_topic_and_the_stream_goes_on(
     kafka_settings: KafkaSettings, tmp_path: Path
 ) -> None:
-    from e2ad import kafka
+    from runtime import kafka
 
     producer = kafka.producer(kafka_settings)
     await producer.start()
@@ -104,8 +104,8 @@ async def test_records_delivered_again_after_a_restart_are_not_folded_in_twice(
     """
     from aiokafka import TopicPartition
 
-    from e2ad import kafka
     from processors.app import APP_ID
+    from runtime import kafka
 
     guid = "0b0e1c52-0000-4000-8000-0000000000a1"
     user = UserChanged(id="u1", observed_at=NOW, attributes={"onPremisesObjectIdentifier": guid})
@@ -152,8 +152,8 @@ async def test_a_lost_state_is_rebuilt_from_the_start_of_graph_changes(
     fold later changes into groups without their members; the processors replay graph.changes instead."""
     from aiokafka import TopicPartition
 
-    from e2ad import kafka
     from processors.app import APP_ID
+    from runtime import kafka
 
     guid = "0b0e1c52-0000-4000-8000-0000000000a1"
     user = UserChanged(id="u1", observed_at=NOW, attributes={"onPremisesObjectIdentifier": guid})

@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from e2ad.pipeline import settings_environment
+from harness.pipeline import settings_environment
 from schemas import topics
 from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings
 from schemas.desired import UNIVERSAL_SECURITY_GROUP, DesiredGroup, anchor_of

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from e2ad.pipeline import Pipeline
-from e2ad.services import free_port
-from e2ad.standin import running_standin
+from harness.pipeline import Pipeline
+from harness.services import free_port
+from harness.standin import running_standin
 from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings, WebhookSettings
 from tests.integration.test_end_to_end import create_ad_user, read_group, until
 

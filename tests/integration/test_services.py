@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from e2ad import kafka
+from runtime import kafka
 from schemas import topics
 from schemas.config import KafkaSettings
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from e2ad.standin import GraphStandin, running_standin
+from harness.standin import GraphStandin, running_standin
 from ingest.subscriptions import SubscriptionKeeper
 from schemas.config import WebhookSettings
 from tests.fakes import WebhookReceiver, running_receiver, standin_client

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from e2ad import kafka
+from runtime import kafka
 from schemas import topics
 from schemas.config import KafkaSettings
 

@@ -16,8 +16,8 @@ import pytest
 import pytest_asyncio
 from aiokafka import TopicPartition
 
-from e2ad import kafka
 from processors.mapping import GroupMapper
+from runtime import kafka
 from schemas import topics
 from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings
 from schemas.desired import UNIVERSAL_SECURITY_GROUP, DesiredGroup, DesiredMember, anchor_of

@@ -21,8 +21,8 @@ import ldap3
 import pytest
 from pydantic import SecretStr
 
-from e2ad.pipeline import settings_environment
-from e2ad.services import LocalServices
+from harness.pipeline import settings_environment
+from harness.services import LocalServices
 from schemas import topics
 from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings, WriterSettings
 from schemas.status import WriterStatus

@@ -19,7 +19,7 @@ import ldap3
 import pytest
 from ldap3.protocol.formatters.formatters import format_sid
 
-from e2ad.services import Endpoints, LocalServices
+from harness.services import Endpoints, LocalServices
 from schemas.config import AdSettings
 from schemas.desired import UNIVERSAL_SECURITY_GROUP, DesiredGroup, anchor_of
 from writers.connection import BindRejected, close, connect

@@ -15,7 +15,7 @@ from typing import Any
 import ldap3
 import pytest
 
-from e2ad import kafka
+from runtime import kafka
 from schemas.config import AdSettings, KafkaSettings
 from schemas.desired import DesiredGroup
 from tests.integration.test_writer import desired, user_members

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from aiokafka.partitioner import murmur2
 
-from e2ad.pipeline import settings_environment
+from harness.pipeline import settings_environment
 from schemas import topics
 from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings
 from schemas.desired import DesiredGroup

@@ -19,7 +19,7 @@ import jsonschema
 import pytest
 import yaml
 
-from e2ad.config import load_settings
+from e2ad.settings import load_settings
 from schemas.config import Settings
 
 ROOT = Path(__file__).parents[2]

@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from e2ad.cli import main
-from e2ad.config import ConfigError, load_settings
+from e2ad.settings import load_settings
+from runtime.config import ConfigError
 from schemas.config import AdSettings
 
 

@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from e2ad.cli import main
-from e2ad.config import SECRET_FIELDS, ConfigError, load_settings
+from e2ad.settings import load_settings
+from runtime.config import SECRET_FIELDS, ConfigError
 
 # Every SecretStr field: those with a _file form, and graph.proxy (its URL may carry a password).
 SECRETS = sorted({*SECRET_FIELDS, ("graph", "proxy")})

@@ -10,7 +10,8 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from e2ad.config import SECRET_FIELDS, load_settings
+from e2ad.settings import load_settings
+from runtime.config import SECRET_FIELDS
 from schemas.config import Settings
 
 EXAMPLE = Path(__file__).parents[2] / "e2ad.example.yaml"

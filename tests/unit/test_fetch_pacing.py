@@ -6,8 +6,8 @@ import aiokafka.consumer.consumer
 import pytest
 from aiokafka.consumer.fetcher import Fetcher
 
-from e2ad import fetch_pacing
-from e2ad.fetch_pacing import PacedFetcher, pause_after_fetch
+from runtime import fetch_pacing
+from runtime.fetch_pacing import PacedFetcher, pause_after_fetch
 
 PAUSE = 0.1
 KAFKA_DEFAULT_WAIT = 0.5  # aiokafka's fetch_max_wait_ms

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from e2ad.standin.tls import make_test_ca
+from harness.standin.tls import make_test_ca
 from ingest.graph_client import describe_graph_error
 from ingest.graph_transport import GraphTransport, GraphTransportError, proxy_for
 from schemas.config import GraphSettings, Settings

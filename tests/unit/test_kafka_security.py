@@ -9,10 +9,11 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-from e2ad import kafka
-from e2ad.config import ConfigError, load_settings
-from e2ad.pipeline import settings_environment
-from e2ad.standin.tls import make_test_ca
+from e2ad.settings import load_settings
+from harness.pipeline import settings_environment
+from harness.standin.tls import make_test_ca
+from runtime import kafka
+from runtime.config import ConfigError
 from schemas.config import KafkaSettings, Settings
 
 

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from e2ad.outages import AiokafkaOutageFilter, Backoff, KafkaUnreachable, one_shot, wait_for_kafka
-from e2ad.services import free_port
+from harness.services import free_port
+from runtime.outages import AiokafkaOutageFilter, Backoff, KafkaUnreachable, one_shot, wait_for_kafka
 from schemas.config import KafkaSettings
 
 
@@ -79,7 +79,7 @@ def test_other_aiokafka_records_pass_untouched() -> None:
 async def test_waiting_for_kafka_ends_at_once_when_stopped(caplog: pytest.LogCaptureFixture) -> None:
     settings = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}")
     stop = asyncio.Event()
-    caplog.set_level(logging.WARNING, logger="e2ad.outages")
+    caplog.set_level(logging.WARNING, logger="runtime.outages")
     waiting = asyncio.create_task(wait_for_kafka(settings, stop, Backoff(initial=10, maximum=10)))
     await asyncio.sleep(0.5)  # the first attempt failed, the wait of 10 s began
     began = time.monotonic()

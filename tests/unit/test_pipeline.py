@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from e2ad.config import load_settings
-from e2ad.pipeline import settings_environment
+from e2ad.settings import load_settings
+from harness.pipeline import settings_environment
 from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings, WebhookSettings
 
 

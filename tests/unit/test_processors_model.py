@@ -1,6 +1,6 @@
 """Model-based test of the processors: random Graph histories, folded as the service folds them.
 
-Each sequence runs operations on the Graph stand-in's directory (e2ad/standin/tenant.py) — groups
+Each sequence runs operations on the Graph stand-in's directory (harness/standin/tenant.py) — groups
 in and out of scope, renames, members (synced and cloud-only users, nested groups) added and
 removed, soft deletes and restores of users and groups, hard deletes, several in one delta
 round — and renders delta rounds exactly as the delta reader does (the stand-in's delta items,
@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-from e2ad.standin.tenant import Tenant
+from harness.standin.tenant import Tenant
 from ingest.delta import RESOURCES, merge_items, normalise
 from processors.mapping import GroupMapper
 from processors.provisioning import ProvisioningState

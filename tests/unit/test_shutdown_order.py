@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from e2ad import embedded, kafka, services
-from e2ad.pipeline import STAGES, Pipeline
-from e2ad.services import Endpoints
+from harness import embedded, services
+from harness.pipeline import STAGES, Pipeline
+from harness.services import Endpoints
+from runtime import kafka
 from schemas.config import KafkaSettings, Settings
 
 

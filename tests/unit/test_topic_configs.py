@@ -5,8 +5,8 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from e2ad.config import load_settings
-from e2ad.kafka import DAY_MS, HOUR_MS, topic_configs, topic_specs
+from e2ad.settings import load_settings
+from runtime.kafka import DAY_MS, HOUR_MS, topic_configs, topic_specs
 from schemas import topics
 from schemas.config import KafkaSettings
 

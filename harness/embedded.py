@@ -17,10 +17,10 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from e2ad import kafka
-from e2ad.pipeline import Pipeline
-from e2ad.services import Endpoints, LocalServices, free_port
-from e2ad.standin.demo import SyncedUser
+from harness.pipeline import Pipeline
+from harness.services import Endpoints, LocalServices, free_port
+from harness.standin.demo import SyncedUser
+from runtime import kafka
 from schemas import topics
 from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings, WebhookSettings
 from schemas.results import ProvisioningResult
@@ -102,8 +102,8 @@ async def _tenant(settings: Settings) -> AsyncIterator[Settings]:
             )
         yield settings
         return
-    from e2ad.standin import running_standin
-    from e2ad.standin.demo import seed_demo_tenant, trickle
+    from harness.standin import running_standin
+    from harness.standin.demo import seed_demo_tenant, trickle
 
     synced = await asyncio.to_thread(_demo_ad_users, settings.ad)
     async with running_standin() as standin:

@@ -23,7 +23,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from e2ad.kafka import wait_until_ready
+from runtime.config import default_state_dir
+from runtime.kafka import wait_until_ready
 from schemas.config import AdSettings, KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -79,11 +80,6 @@ class Endpoints:
             "E2AD_AD__CA_FILE": self.ad_ca_file,
             "E2AD_AD__TLS_SERVER_NAME": self.ad_tls_server_name,
         }
-
-
-def default_state_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "e2ad"
 
 
 class LocalServices:

@@ -12,7 +12,7 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from e2ad.standin.tenant import Mutation, Tenant
+from harness.standin.tenant import Mutation, Tenant
 
 log = logging.getLogger(__name__)
 

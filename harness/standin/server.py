@@ -20,10 +20,10 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from e2ad.standin.odata import GraphError
-from e2ad.standin.subscriptions import Delivery, SubscriptionService
-from e2ad.standin.tenant import Mutation, Resource, Tenant, UnknownObject
-from e2ad.standin.tls import make_test_ca
+from harness.standin.odata import GraphError
+from harness.standin.subscriptions import Delivery, SubscriptionService
+from harness.standin.tenant import Mutation, Resource, Tenant, UnknownObject
+from harness.standin.tls import make_test_ca
 from schemas.config import GraphSettings
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from e2ad.outages import tame_aiokafka
+from runtime.outages import tame_aiokafka
 
 
 def configure_logging(level: str, stage: str) -> None:

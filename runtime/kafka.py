@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+from collections.abc import Mapping
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -17,7 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
-from e2ad import fetch_pacing
+from runtime import fetch_pacing
 from schemas import topics
 from schemas.config import SASL_PROTOCOLS, TLS_PROTOCOLS, KafkaSettings
 
@@ -302,31 +303,74 @@ async def tls_problem(settings: KafkaSettings) -> str | None:
 
 
 async def read_latest(settings: KafkaSettings, topic: str) -> dict[bytes, bytes]:
-    """The latest value of every key of a (compacted) topic, read from the start to the end."""
+    """The latest value of every key of a compacted topic, all its partitions read from the start to the end."""
     reader = consumer(settings, group_id=None)
     try:
         await reader.start()  # inside: a failed start is stopped too, leaving no unclosed consumer
         partitions = [TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or ())]
-        if not partitions:
-            return {}
-        reader.assign(partitions)
-        await reader.seek_to_beginning(*partitions)
-        end = await reader.end_offsets(partitions)
         latest: dict[bytes, bytes] = {}
-        while any([await _behind(reader, tp, end[tp]) for tp in partitions]):
-            batches = await reader.getmany(timeout_ms=500)
-            for records in batches.values():
-                for record in records:
-                    if record.key is None:
-                        continue
-                    if record.value is None:
-                        latest.pop(record.key, None)
-                    else:
-                        latest[record.key] = record.value
+        for values in (await _read_to_end(reader, dict.fromkeys(partitions))).values():
+            latest.update(values)
         return latest
     finally:
         await reader.stop()
 
 
-async def _behind(reader: AIOKafkaConsumer, tp: TopicPartition, end: int) -> bool:
-    return await reader.position(tp) < end
+async def read_partitions(
+    settings: KafkaSettings, starts: Mapping[TopicPartition, int | None]
+) -> dict[TopicPartition, dict[bytes, bytes]]:
+    """The latest value per key of each partition, from its start offset (None: the beginning) to its current end."""
+    if not starts:
+        return {}
+    reader = consumer(settings, group_id=None)
+    try:
+        await reader.start()
+        return await _read_to_end(reader, starts)
+    finally:
+        await reader.stop()
+
+
+async def _read_to_end(
+    reader: AIOKafkaConsumer, starts: Mapping[TopicPartition, int | None]
+) -> dict[TopicPartition, dict[bytes, bytes]]:
+    """Read with `reader` up to each partition's end as it is now; a tombstone removes its key."""
+    latest: dict[TopicPartition, dict[bytes, bytes]] = {tp: {} for tp in starts}
+    if not starts:
+        return latest
+    reader.assign(list(starts))
+    for tp, start in starts.items():
+        if start is None:
+            await reader.seek_to_beginning(tp)
+        else:
+            reader.seek(tp, start)
+    end = await reader.end_offsets(list(starts))
+    while any([await reader.position(tp) < end[tp] for tp in starts]):
+        for tp, records in (await reader.getmany(timeout_ms=500)).items():
+            for record in records:
+                if record.key is None or record.offset >= end[tp]:
+                    continue
+                if record.value is None:
+                    latest[tp].pop(record.key, None)
+                else:
+                    latest[tp][record.key] = record.value
+    return latest
+
+
+async def broadcast_reader(settings: KafkaSettings, topic: str) -> AIOKafkaConsumer:
+    """A started consumer of every partition of `topic` from its current end, outside any group.
+
+    Every process that opens one sees every record written from now on (control commands,
+    creation announcements). The end is resolved here, not lazily at the first fetch as
+    seek_to_end does, so a record written right after this returns is not skipped.
+    """
+    reader = consumer(settings, group_id=None)
+    await reader.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or {0})]
+        reader.assign(partitions)
+        for tp, offset in (await reader.end_offsets(partitions)).items():
+            reader.seek(tp, offset)
+    except BaseException:
+        await reader.stop()
+        raise
+    return reader

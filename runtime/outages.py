@@ -17,7 +17,7 @@ from typing import Protocol, TypeVar
 
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
-from e2ad import kafka
+from runtime import kafka
 from schemas.config import KafkaSettings
 
 log = logging.getLogger(__name__)

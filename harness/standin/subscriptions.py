@@ -18,8 +18,8 @@ from typing import Any, Literal
 import aiohttp
 from yarl import URL
 
-from e2ad.standin.odata import GraphError, graph_time, parse_graph_time
-from e2ad.standin.tenant import Mutation
+from harness.standin.odata import GraphError, graph_time, parse_graph_time
+from harness.standin.tenant import Mutation
 
 MAX_MINUTES = 41_760
 MAX_CLIENT_STATE = 128

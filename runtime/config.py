@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +22,14 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from pydantic_settings import EnvSettingsSource, SettingsError
 
-from e2ad import kafka
-from processors.mapping import configuration_errors
+from runtime import kafka
+from runtime.errors import describe_errors
 from schemas.config import Settings
-from writers import dn as dns
 
 ENV_PREFIX = "E2AD_"
 ENV_DELIMITER = "__"
 # E2AD_… variables that are not settings: the file to load, and the namespaces of the local DC's
-# script (e2ad/samba_dc.sh) and of the test suite (tests/conftest.py).
+# script (harness/samba_dc.sh) and of the test suite (tests/conftest.py).
 CONFIG_VARIABLE = "E2AD_CONFIG"
 NOT_SETTINGS_PREFIXES = ("E2AD_DC_", "E2AD_TEST_")
 SECRET_FIELDS = {
@@ -41,11 +40,22 @@ SECRET_FIELDS = {
 }
 
 
+# A stage's own check of loaded settings (its mappings, its containers): each problem names its field.
+SettingsCheck = Callable[[Settings], list[str]]
+
+
 class ConfigError(Exception):
     """The configuration is unusable; the message names every offending field."""
 
 
-def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    path: Path | None = None, environ: Mapping[str, str] | None = None, *, checks: Sequence[SettingsCheck] = ()
+) -> Settings:
+    """The settings of the file and the environment, checked by the model and by `checks`.
+
+    The stages' checks are passed in by the command line (e2ad/settings.py), so that this module,
+    which every stage imports, imports none of them.
+    """
     environ = os.environ if environ is None else environ
     unknown = _unknown_variables(environ)
     if unknown:
@@ -61,9 +71,9 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
     except ValidationError as exc:
         message = describe_errors(exc, hint=_did_you_mean_field)
         raise ConfigError(f"invalid configuration{source}:\n{message}") from None
-    # Expressions are checked now, not at the first group they would fail on; the Kafka CA and
-    # client certificate now, not when the first stage connects.
-    problems = configuration_errors(settings.mappings, settings.tokens) + _placement_errors(settings)
+    # Expressions and containers are checked now, not at the first group they would fail on; the
+    # Kafka CA and client certificate now, not when the first stage connects.
+    problems = [problem for check in checks for problem in check(settings)]
     try:
         kafka.security_options(settings.kafka)
     except ValueError as exc:
@@ -73,12 +83,10 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
     return settings
 
 
-def describe_errors(exc: ValidationError, hint: Callable[[ErrorDetails], str] | None = None) -> str:
-    lines = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        lines.append(f"  {where}: {err['msg']}{hint(err) if hint else ''}")
-    return "\n".join(lines)
+def default_state_dir() -> Path:
+    """Where e2ad keeps its data without `state_dir`: $XDG_STATE_HOME/e2ad, else ~/.local/state/e2ad."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "e2ad"
 
 
 def field_paths(model: type[BaseModel] = Settings, prefix: str = "") -> Iterator[str]:
@@ -167,20 +175,6 @@ def _merge(base: dict[str, Any], overlay: Mapping[str, Any]) -> None:
             _merge(base[key], value)
         else:
             base[key] = value
-
-
-def _placement_errors(settings: Settings) -> list[str]:
-    """Containers the writer could never write in, named by their field."""
-    provisioning, base_dn = settings.provisioning, settings.ad.base_dn
-    problems = [
-        f"provisioning.containers[{i}]: {container} is not below ad.base_dn {base_dn}"
-        for i, container in enumerate(provisioning.containers)
-        if base_dn and not dns.is_within(container, base_dn)
-    ]
-    target = provisioning.target_container
-    if target and provisioning.containers and not any(dns.is_within(target, c) for c in provisioning.containers):
-        problems.append(f"provisioning.target_container: {target} is in none of provisioning.containers")
-    return problems
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import threading
 import faust
 from aiokafka.errors import KafkaError
 
-from e2ad.outages import OUTAGE_FILTER
+from runtime.outages import OUTAGE_FILTER
 
 log = logging.getLogger(__name__)
 
