@@ -151,12 +151,10 @@ def topic_configs(settings: KafkaSettings) -> dict[str, dict[str, str]]:
         topics.GRAPH_CHANGES: _deleted_after(7 * DAY_MS, DAY_MS),  # replayable for a week
         topics.GRAPH_CURSORS: _COMPACTED,
         topics.AD_DESIRED: _COMPACTED,
-        topics.AD_STAGED_DELETES: provisioning_log,  # held as long as the log that explains them
         topics.AD_RESULTS: provisioning_log,
         topics.AD_DEAD_LETTER: provisioning_log,
         topics.AD_PENDING: _COMPACTED,
         topics.AD_CREATED: _deleted_after(DAY_MS, HOUR_MS),  # followed from its end by running writers
-        topics.CONFIG: _COMPACTED,
         topics.CONTROL: _deleted_after(DAY_MS, HOUR_MS),  # read from its end; a day of operator commands
         topics.STATUS: _COMPACTED,
         topics.PROCESSORS_STATE: _COMPACTED,

@@ -14,7 +14,6 @@ COMPACTED = {
     topics.GRAPH_CURSORS,
     topics.AD_DESIRED,
     topics.AD_PENDING,
-    topics.CONFIG,
     topics.STATUS,
     topics.PROCESSORS_STATE,
 }
@@ -40,7 +39,7 @@ def test_retention_follows_each_topic_role() -> None:
     assert HOUR_MS <= retention(topics.GRAPH_NOTIFICATIONS) < DAY_MS  # hints: hours
     assert retention(topics.GRAPH_CHANGES) >= 2 * DAY_MS  # replayable: days
     # The provisioning log, like Cloud Sync's, and what belongs to it.
-    for name in (topics.AD_RESULTS, topics.AD_DEAD_LETTER, topics.AD_STAGED_DELETES):
+    for name in (topics.AD_RESULTS, topics.AD_DEAD_LETTER):
         assert retention(name) == 30 * DAY_MS, name
     assert retention(topics.AD_CREATED) <= DAY_MS and retention(topics.CONTROL) <= DAY_MS
 
