@@ -24,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from pydantic_settings import EnvSettingsSource, SettingsError
 
-from runtime import kafka
+from runtime import kafka, mail
 from runtime.errors import describe_errors
 from schemas.config import Settings
 
@@ -78,12 +78,13 @@ def load_settings(
         message = describe_errors(exc, hint=_did_you_mean_field)
         raise ConfigError(f"invalid configuration{source}:\n{message}") from None
     # Expressions and containers are checked now, not at the first group they would fail on; the
-    # Kafka CA and client certificate now, not when the first stage connects.
+    # Kafka CA and client certificate, and the SMTP server's CA, now, not when first connecting.
     problems = [problem for check in checks for problem in check(settings)]
     try:
         kafka.security_options(settings.kafka)
     except ValueError as exc:
         problems.append(str(exc))
+    problems += mail.check_ca_file(settings.notifications.email)
     if problems:
         raise ConfigError(f"invalid configuration{source}:\n" + "\n".join(f"  {p}" for p in problems))
     return settings
