@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import difflib
 import os
+import types
+import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from pydantic_settings import EnvSettingsSource, SettingsError
 
-from runtime import kafka
+from runtime import kafka, mail
 from runtime.errors import describe_errors
 from schemas.config import Settings
 
@@ -32,12 +34,16 @@ ENV_DELIMITER = "__"
 # script (harness/samba_dc.sh) and of the test suite (tests/conftest.py).
 CONFIG_VARIABLE = "E2AD_CONFIG"
 NOT_SETTINGS_PREFIXES = ("E2AD_DC_", "E2AD_TEST_")
-SECRET_FIELDS = {
-    ("graph", "client_secret"),
-    ("webhook", "client_state"),
-    ("ad", "bind_password"),
-    ("kafka", "sasl_password"),
-}
+# Each secret's path from the top of the file; `<name>_file` beside it names a file holding it.
+SECRET_FIELDS: frozenset[tuple[str, ...]] = frozenset(
+    {
+        ("graph", "client_secret"),
+        ("webhook", "client_state"),
+        ("ad", "bind_password"),
+        ("kafka", "sasl_password"),
+        ("notifications", "email", "password"),
+    }
+)
 
 
 # A stage's own check of loaded settings (its mappings, its containers): each problem names its field.
@@ -72,12 +78,13 @@ def load_settings(
         message = describe_errors(exc, hint=_did_you_mean_field)
         raise ConfigError(f"invalid configuration{source}:\n{message}") from None
     # Expressions and containers are checked now, not at the first group they would fail on; the
-    # Kafka CA and client certificate now, not when the first stage connects.
+    # Kafka CA and client certificate, and the SMTP server's CA, now, not when first connecting.
     problems = [problem for check in checks for problem in check(settings)]
     try:
         kafka.security_options(settings.kafka)
     except ValueError as exc:
         problems.append(str(exc))
+    problems += mail.check_ca_file(settings.notifications.email)
     if problems:
         raise ConfigError(f"invalid configuration{source}:\n" + "\n".join(f"  {p}" for p in problems))
     return settings
@@ -90,16 +97,34 @@ def default_state_dir() -> Path:
 
 
 def field_paths(model: type[BaseModel] = Settings, prefix: str = "") -> Iterator[str]:
-    """Every field's dotted path, sections included (kafka, kafka.bootstrap_servers, …)."""
+    """Every field's dotted path as the file spells it, sections included (kafka, kafka.bootstrap_servers, …).
+
+    A field is named by its alias where it has one (notifications.email.from), and an optional
+    section (`email: EmailSettings | None`) is descended into like any other.
+    """
     for name, field in model.model_fields.items():
-        path = prefix + name
+        path = prefix + (field.alias or name)
         yield path
-        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-            yield from field_paths(field.annotation, path + ".")
+        section = _section_model(field.annotation)
+        if section is not None:
+            yield from field_paths(section, path + ".")
+
+
+def _section_model(annotation: object) -> type[BaseModel] | None:
+    """The model of a section's annotation, `Section` or `Section | None`; None for a plain field."""
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    candidates = typing.get_args(annotation) if union else (annotation,)
+    models = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+    return models[0] if len(models) == 1 else None
+
+
+def secret_file_path(secret: tuple[str, ...]) -> str:
+    """The dotted path of a secret's file setting: ("ad", "bind_password") → ad.bind_password_file."""
+    return ".".join((*secret[:-1], f"{secret[-1]}_file"))
 
 
 def _known_paths() -> list[str]:
-    return [*field_paths(), *(f"{section}.{name}_file" for section, name in sorted(SECRET_FIELDS))]
+    return [*field_paths(), *(secret_file_path(secret) for secret in sorted(SECRET_FIELDS))]
 
 
 def _did_you_mean(path: str) -> str | None:
@@ -205,12 +230,18 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 
 
 def _read_secret_files(data: dict[str, Any]) -> None:
-    for section, field in SECRET_FIELDS:
-        node = data.get(section)
+    for secret in sorted(SECRET_FIELDS):
+        *sections, field = secret
+        node: object = data
+        for section in sections:
+            node = node.get(section) if isinstance(node, dict) else None
         if not isinstance(node, dict) or f"{field}_file" not in node:
-            continue
+            continue  # a section that is not a mapping is the model's to report
         secret_path = Path(str(node.pop(f"{field}_file")))
         try:
             node[field] = secret_path.read_text().strip()
         except OSError as exc:
-            raise ConfigError(f"{section}.{field}_file: cannot read {secret_path}: {exc.strerror}") from None
+            raise ConfigError(f"{secret_file_path(secret)}: cannot read {secret_path}: {exc.strerror}") from None
+        except ValueError as exc:  # a NUL in the path; a file that is not UTF-8 text (its bytes are not shown)
+            reason = "not UTF-8 text" if isinstance(exc, UnicodeError) else "not a usable path"
+            raise ConfigError(f"{secret_file_path(secret)}: cannot read {secret_path!r}: {reason}") from None

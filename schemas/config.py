@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from email.headerregistry import HeaderRegistry
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 GRAPH_PUBLIC_CLOUD = "https://graph.microsoft.com/v1.0"
 AUTHORITY_PUBLIC_CLOUD = "https://login.microsoftonline.com"
@@ -280,6 +290,86 @@ class WriterSettings(_Section):
         return value
 
 
+def mailbox(value: str) -> str:
+    """Raise ValueError unless value is one e-mail address, alone or with a name (`e2ad <e2ad@corp.example>`).
+
+    The standard library's header parser, not email-validator: that one refuses the special-use
+    domains on-premises mail often lives under (corp.local, localhost).
+    """
+    try:
+        header = _HEADERS("to", value)
+        addresses = header.addresses
+    except Exception:  # the parser fails on some broken input (e.g. `a@`) instead of noting a defect
+        raise ValueError(f"{value!r} is not an e-mail address") from None
+    if header.defects or len(addresses) != 1 or not addresses[0].username or not addresses[0].domain:
+        raise ValueError(f"{value!r} is not one e-mail address (name@domain, or Name <name@domain>)")
+    return value
+
+
+_HEADERS = HeaderRegistry()
+Mailbox = Annotated[str, AfterValidator(mailbox)]
+SMTP_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class EmailSettings(_Section):
+    """The SMTP server and the administrators that deletion-guard notifications go to."""
+
+    smtp_host: str
+    smtp_port: int | None = Field(None, ge=1, le=65535)  # default by security: 587, 465, 25
+    # starttls: plain connection upgraded with STARTTLS (required, not opportunistic); tls: TLS from the
+    # first byte (SMTPS); none: unencrypted. With TLS the certificate and the host name are always verified.
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None  # AUTH with username and password; without both, no AUTH
+    password: SecretStr | None = None
+    # `from` is a Python keyword: the field is `sender`, YAML and E2AD_NOTIFICATIONS__EMAIL__FROM say from.
+    sender: Mailbox = Field(alias="from")
+    to: list[Mailbox] = Field(min_length=1)
+    ca_file: Path | None = None  # the server's CA (PEM); without it the system's trust store
+    timeout_seconds: float = Field(30.0, gt=0)  # per connection attempt and per SMTP reply
+
+    @field_validator("to", mode="before")
+    @classmethod
+    def _one_address_is_a_list(cls, value: object) -> object:
+        # `to: admins@corp.example` in YAML; the environment gives a JSON list, decoded by pydantic-settings.
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _login_is_safe(self) -> EmailSettings:
+        where = "notifications.email"
+        if self.username is not None and self.password is None:
+            raise ValueError(f"{where}.password (or password_file) is required with {where}.username")
+        if self.password is not None and self.username is None:
+            raise ValueError(f"{where}.username is required with {where}.password")
+        if self.security == "none":
+            if self.ca_file is not None:
+                raise ValueError(f"{where}.ca_file needs {where}.security starttls or tls (it is none)")
+            # The password would cross the network in clear; on the host itself (a local relay) it does not.
+            if self.username is not None and not _is_loopback(self.smtp_host):
+                raise ValueError(
+                    f"{where}.username with {where}.security none sends the password unencrypted: "
+                    f"use starttls or tls, or a relay on this host ({where}.smtp_host localhost)"
+                )
+        return self
+
+    @property
+    def port(self) -> int:
+        return self.smtp_port if self.smtp_port is not None else SMTP_PORTS[self.security]
+
+
+class NotificationSettings(_Section):
+    # Without email, a tripped deletion guard is logged only.
+    email: EmailSettings | None = None
+
+
 class Settings(_Section):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     graph: GraphSettings = Field(default_factory=GraphSettings)
@@ -288,6 +378,7 @@ class Settings(_Section):
     provisioning: ProvisioningSettings = Field(default_factory=ProvisioningSettings)
     processors: ProcessorSettings = Field(default_factory=ProcessorSettings)
     writer: WriterSettings = Field(default_factory=WriterSettings)
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     # Target AD attribute → Entra expression, over Cloud Sync's defaults (parentDistinguishedName
     # maps the container, e.g. with Switch([displayName], …)); checked when the file is loaded.
     mappings: dict[str, str] = Field(default_factory=dict)

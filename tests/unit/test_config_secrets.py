@@ -19,14 +19,28 @@ from e2ad.cli import main
 from e2ad.settings import load_settings
 from runtime.config import SECRET_FIELDS, ConfigError
 
-# Every SecretStr field: those with a _file form, and graph.proxy (its URL may carry a password).
+# Every SecretStr field, by its path: those with a _file form, and graph.proxy (its URL may carry a password).
 SECRETS = sorted({*SECRET_FIELDS, ("graph", "proxy")})
 PLANTED = "PLANTED-7f3a"
 
 
-def planted(section: str, field: str) -> str:
-    value = f"{PLANTED}-{section}-{field}"
-    return f"http://user:{value}@proxy.example:3128" if field == "proxy" else value
+def planted(path: tuple[str, ...]) -> str:
+    value = f"{PLANTED}-{'-'.join(path)}"
+    return f"http://user:{value}@proxy.example:3128" if path[-1] == "proxy" else value
+
+
+def nested(path: tuple[str, ...], value: object) -> dict:
+    """{"ad": {"bind_password": value}} for ("ad", "bind_password")."""
+    for key in reversed(path):
+        value = {key: value}
+    assert isinstance(value, dict)
+    return value
+
+
+def merge(base: dict, overlay: dict) -> dict:
+    for key, value in overlay.items():
+        base[key] = merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return base
 
 
 def load_error(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> str:
@@ -37,20 +51,20 @@ def load_error(tmp_path: Path, text: str, environ: dict[str, str] | None = None)
     return str(caught.value)
 
 
-@pytest.mark.parametrize(("section", "field"), SECRETS)
-def test_a_yaml_syntax_error_on_a_secrets_line_does_not_print_the_line(
-    tmp_path: Path, section: str, field: str
-) -> None:
-    message = load_error(tmp_path, f"{section}:\n  {field}: {planted(section, field)}: more\n")
+@pytest.mark.parametrize("path", SECRETS, ids=".".join)
+def test_a_yaml_syntax_error_on_a_secrets_line_does_not_print_the_line(tmp_path: Path, path: tuple[str, ...]) -> None:
+    *sections, field = path
+    text = "".join(f"{'  ' * depth}{section}:\n" for depth, section in enumerate(sections))
+    text += f"{'  ' * len(sections)}{field}: {planted(path)}: more\n"
+    message = load_error(tmp_path, text)
     assert PLANTED not in message
-    assert "line 2" in message
+    assert f"line {len(path)}" in message
 
 
-@pytest.mark.parametrize(("section", "field"), SECRETS)
-def test_a_validation_error_beside_planted_secrets_does_not_print_them(
-    tmp_path: Path, section: str, field: str
-) -> None:
-    secrets = {s: {f: planted(s, f) for s2, f in SECRETS if s2 == s} for s, _ in SECRETS}
+def test_a_validation_error_beside_planted_secrets_does_not_print_them(tmp_path: Path) -> None:
+    secrets: dict = {}
+    for path in SECRETS:
+        merge(secrets, nested(path, planted(path)))
     secrets["kafka"] |= {"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN", "sasl_username": "u"}
     secrets["kafka"]["partitions"] = "many"  # the error to report
     message = load_error(tmp_path, yaml.safe_dump(secrets))
@@ -58,18 +72,33 @@ def test_a_validation_error_beside_planted_secrets_does_not_print_them(
     assert PLANTED not in message
 
 
+EMAIL = {"smtp_host": "smtp.example", "from": "e2ad@example.com", "to": ["admins@example.com"], "username": "e2ad"}
+
+
 @pytest.mark.parametrize(
-    ("section", "field", "bad"),
+    ("path", "bad"),
     [
-        ("webhook", "client_state", PLANTED * 20),  # over Graph's 128 characters
-        ("graph", "proxy", f"ftp://{PLANTED}@proxy.example:21"),
-        ("graph", "proxy", f"http://{PLANTED}@proxy.example:99999"),
-        ("ad", "bind_password", ["a", PLANTED]),
+        (("webhook", "client_state"), PLANTED * 20),  # over Graph's 128 characters
+        (("graph", "proxy"), f"ftp://{PLANTED}@proxy.example:21"),
+        (("graph", "proxy"), f"http://{PLANTED}@proxy.example:99999"),
+        (("ad", "bind_password"), ["a", PLANTED]),
+        (("notifications", "email", "password"), ["a", PLANTED]),
     ],
 )
-def test_an_invalid_secret_is_named_without_its_value(tmp_path: Path, section: str, field: str, bad: object) -> None:
-    message = load_error(tmp_path, yaml.safe_dump({section: {field: bad}}))
-    assert f"{section}.{field}" in message
+def test_an_invalid_secret_is_named_without_its_value(tmp_path: Path, path: tuple[str, ...], bad: object) -> None:
+    document = nested(path, bad)
+    if path[0] == "notifications":
+        document["notifications"]["email"] |= EMAIL
+    message = load_error(tmp_path, yaml.safe_dump(document))
+    assert ".".join(path) in message
+    assert PLANTED not in message
+
+
+def test_a_secret_refused_with_its_setting_is_not_printed(tmp_path: Path) -> None:
+    # The password is fine, its use is not: unencrypted to a remote server.
+    email = EMAIL | {"security": "none", "password": PLANTED}
+    message = load_error(tmp_path, yaml.safe_dump({"notifications": {"email": email}}))
+    assert "notifications.email.security none sends the password unencrypted" in message
     assert PLANTED not in message
 
 
@@ -79,6 +108,7 @@ def test_secrets_from_the_environment_and_files_are_not_printed_either(tmp_path:
     environ = {
         "E2AD_AD__BIND_PASSWORD": PLANTED,
         "E2AD_GRAPH__CLIENT_SECRET_FILE": str(secret_file),
+        "E2AD_NOTIFICATIONS__EMAIL__PASSWORD_FILE": str(secret_file),
         "E2AD_KAFKA__PARTITIONS": "0",
     }
     message = load_error(tmp_path, "{}\n", environ)
@@ -119,14 +149,19 @@ def test_yaml_that_cannot_be_a_configuration_is_a_clean_error(tmp_path: Path, te
 SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=20), st.just(PLANTED)
 )
-SECTION_NAMES = st.sampled_from(["kafka", "graph", "webhook", "ad", "provisioning", "writer", "mappings", "x"])
-FIELD_NAMES = st.sampled_from(
-    ["bootstrap_servers", "partitions", "tenant_id", "client_secret", "bind_password", "url", "proxy", "cn", "y"]
+SECTION_NAMES = st.sampled_from(
+    ["kafka", "graph", "webhook", "ad", "provisioning", "writer", "mappings", "notifications", "x"]
 )
+FIELD_NAMES = st.sampled_from(
+    [
+        *("bootstrap_servers", "partitions", "tenant_id", "client_secret", "bind_password", "url", "proxy", "cn", "y"),
+        *("email", "smtp_host", "from", "to", "password", "password_file", "client_secret_file"),
+    ]
+)
+# Values nest lists and mappings, down to a third level (notifications.email.password_file).
+VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner) | st.dictionaries(FIELD_NAMES, inner), max_leaves=6)
 DOCUMENTS = st.dictionaries(
-    SECTION_NAMES,
-    st.one_of(SCALARS, st.dictionaries(FIELD_NAMES, st.recursive(SCALARS, st.lists, max_leaves=5), max_size=4)),
-    max_size=5,
+    SECTION_NAMES, st.one_of(SCALARS, st.dictionaries(FIELD_NAMES, VALUES, max_size=4)), max_size=5
 )
 
 

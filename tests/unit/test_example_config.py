@@ -8,39 +8,49 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pydantic import BaseModel
 
 from e2ad.settings import load_settings
-from runtime.config import SECRET_FIELDS
-from schemas.config import Settings
+from runtime.config import SECRET_FIELDS, field_paths, secret_file_path
 
 EXAMPLE = Path(__file__).parents[2] / "e2ad.example.yaml"
 # Free-form maps: their keys are AD attributes and token names, not fields.
 MAPS = {"mappings", "tokens"}
-_SECTION = re.compile(r"^([a-z_]+):")
-_SETTING = re.compile(r"^  (?:# )?([a-z][a-z0-9_]*):(?:\s|$)")
+# A setting line, active or commented out, at any depth: its indentation (before and after a `# `) and key.
+_LINE = re.compile(r"^( *)(?:# ( *))?([a-z][a-z0-9_]*):(?:\s|$)")
 
 
 def example_secrets(tmp_path: Path) -> dict[str, str]:
     """E2AD_…_FILE variables pointing each secret file the example names at one of this test's own:
     the example's /etc/e2ad/secrets exist only on a deployed host."""
     environ = {}
-    for section, field in SECRET_FIELDS:
-        secret = tmp_path / f"{section}.{field}"
-        secret.write_text(f"  {section}-{field}-from-file\n")
-        environ[f"E2AD_{section}__{field}_FILE".upper()] = str(secret)
+    for path in SECRET_FIELDS:
+        secret = tmp_path / ".".join(path)
+        secret.write_text(f"  {'-'.join(path)}-from-file\n")
+        environ["E2AD_" + "__".join(path).upper() + "_FILE"] = str(secret)
     return environ
 
 
-def documented_settings(text: str) -> set[tuple[str, str]]:
-    """(section, key) of every setting line, active or commented out, below a top-level section."""
-    found, section = set(), None
+def documented_settings(text: str) -> set[str]:
+    """The dotted path of every setting line, active or commented out, nested by its indentation.
+
+    Top-level settings are active lines; below them, commented-out ones count too.
+    """
+    found: set[str] = set()
+    sections: list[str] = []  # the keys enclosing the current line, by depth
     for line in text.splitlines():
-        if match := _SECTION.match(line):
-            section = match.group(1)
-            found.add(("", section))
-        elif section not in MAPS and (match := _SETTING.match(line)) and _is_setting(line.strip().removeprefix("# ")):
-            found.add((section or "", match.group(1)))
+        match = _LINE.match(line)
+        if match is None:
+            continue
+        before, after, key = match.groups()
+        commented = after is not None
+        depth = (len(before) + len(after or "")) // 2
+        if (commented and depth == 0) or depth > len(sections):
+            continue  # a top-level comment, or deeper than any section: prose
+        if (sections[:1] and sections[0] in MAPS and depth > 0) or not _is_setting(line.strip().removeprefix("# ")):
+            continue
+        del sections[depth:]
+        sections.append(key)
+        found.add(".".join(sections))
     return found
 
 
@@ -50,15 +60,6 @@ def _is_setting(text: str) -> bool:
         return isinstance(yaml.safe_load(text), dict)
     except yaml.YAMLError:
         return False
-
-
-def configuration_fields() -> set[tuple[str, str]]:
-    fields = set()
-    for name, field in Settings.model_fields.items():
-        fields.add(("", name))
-        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-            fields |= {(name, sub) for sub in field.annotation.model_fields}
-    return fields
 
 
 def test_the_example_loads_with_the_real_loader(tmp_path: Path) -> None:
@@ -72,26 +73,29 @@ def test_the_example_loads_with_the_real_loader(tmp_path: Path) -> None:
     assert settings.ad.url.startswith("ldaps://") and not settings.ad.insecure
     assert settings.kafka.sasl_password is not None
     assert settings.kafka.sasl_password.get_secret_value() == "kafka-sasl_password-from-file"
+    email = settings.notifications.email
+    assert email is not None and email.security == "starttls" and email.port == 587
+    assert email.password is not None
+    assert email.password.get_secret_value() == "notifications-email-password-from-file"
 
 
 def test_the_example_writes_no_secret_inline() -> None:
     example = yaml.safe_load(EXAMPLE.read_text())
-    for section, field in SECRET_FIELDS:
-        assert field not in example.get(section, {}), f"{section}.{field} belongs in {field}_file"
-        assert f"{field}_file" in example.get(section, {})
+    for *sections, field in SECRET_FIELDS:
+        node = example
+        for section in sections:
+            node = node.get(section) or {}
+        assert field not in node, f"{'.'.join((*sections, field))} belongs in {field}_file"
+        assert f"{field}_file" in node
 
 
 def test_the_example_names_every_configuration_field() -> None:
     documented = documented_settings(EXAMPLE.read_text())
-    fields = configuration_fields()
-    secret_files = {(section, f"{field}_file") for section, field in SECRET_FIELDS}
-    missing = {
-        (section, name)
-        for section, name in fields
-        if (section, name) not in documented and (section, f"{name}_file") not in documented
-    }
+    fields = set(field_paths())
+    secret_files = {secret_file_path(path): ".".join(path) for path in SECRET_FIELDS}
+    missing = fields - documented - {secret_files[file] for file in documented & secret_files.keys()}
     assert missing == set()
-    unknown = documented - fields - secret_files
+    unknown = documented - fields - secret_files.keys()
     assert unknown == set(), "a setting line names no configuration field (a typo?)"
 
 
@@ -105,4 +109,16 @@ def test_the_example_names_every_configuration_field() -> None:
     ],
 )
 def test_a_setting_line_is_told_from_prose(line: str, documented: bool) -> None:
-    assert bool(documented_settings("graph:\n" + line) - {("", "graph")}) is documented
+    assert bool(documented_settings("graph:\n" + line) - {"graph"}) is documented
+
+
+def test_settings_nest_by_indentation() -> None:
+    text = "notifications:\n  email:\n    smtp_host: h\n    # smtp_port: 587\n  #   deeper: 1\nlog_level: INFO\n"
+    assert documented_settings(text) == {
+        "notifications",
+        "notifications.email",
+        "notifications.email.smtp_host",
+        "notifications.email.smtp_port",
+        "notifications.email.deeper",
+        "log_level",
+    }
