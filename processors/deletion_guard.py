@@ -41,6 +41,7 @@ compacted topic). Pure: no I/O, no faust; the clock is injected.
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -90,6 +91,16 @@ class GuardOutcome:
     dropped: tuple[StagedDelete, ...] = ()  # rejected or dropped by restart: the AD groups stay
     tripped: DeletionTrip | None = None  # set by the one call that tripped: one notification per trip
     cleared: bool = False  # the guard left quarantine in this call
+
+
+@dataclass(frozen=True)
+class GuardStatus:
+    """The guard at a glance, for e2ad.status and the metrics."""
+
+    trip: DeletionTrip | None  # quarantined: why and since when
+    staged: int  # deletes waiting for an operator
+    pending: int  # deletes waiting for their window to pass
+    forcing_since: dt.datetime | None
 
 
 @dataclass
@@ -165,6 +176,10 @@ class DeletionGuard:
     def staged(self) -> dict[str, StagedDelete]:
         return {g: h.staged for g, h in self._held.items() if h.status == "staged" and h.staged}
 
+    def status(self) -> GuardStatus:
+        counts = Counter(h.status for h in self._held.values())
+        return GuardStatus(self._guard.trip, counts["staged"], counts["pending"], self._guard.forcing_since)
+
     def next_release_at(self) -> dt.datetime | None:
         """When release_due() next has something to release: the caller's timer."""
         arrivals = [h.arrived_at for h in self._held.values() if h.status == "pending"]
@@ -180,6 +195,7 @@ class DeletionGuard:
             self._supersede(desired.group_id, out)
             out.publish.append(desired)
         elif self.settings.threshold == 0 or self._guard.forcing_since is not None:
+            self._supersede(desired.group_id, out)  # held from before the guard was off
             self._forget(desired.group_id)  # unguarded deletes are not counted
             out.publish.append(desired)
         elif self._guard.trip is not None:
@@ -194,8 +210,9 @@ class DeletionGuard:
         """Release the pending deletes that are one window old (and forget arrivals out of the window)."""
         now = self._clock()
         out = _Outcome()
-        for held in sorted(self._held.values(), key=lambda h: h.arrived_at):
-            if held.status == "pending" and held.desired and now - held.arrived_at >= self.settings.window:
+        due = [h for h in self._held.values() if h.status == "pending" and now - h.arrived_at >= self.settings.window]
+        for held in sorted(due, key=lambda h: h.arrived_at):
+            if held.desired:
                 out.publish.append(held.desired)
                 self._put(HeldDelete(group_id=held.group_id, status="counted", arrived_at=held.arrived_at))
         self._prune(now)
@@ -234,7 +251,8 @@ class DeletionGuard:
 
         With force_deletes (resetScope ForceDeletes) the held deletes, staged and pending, are
         published instead, and every delete passes unguarded until round_finished(). Without it,
-        pending deletes and the window stay as they are: a restart does not weaken the guard.
+        pending deletes and the window stay as they are (a restart does not weaken the guard), and
+        a forced round still running is guarded from now on.
         """
         now = self._clock()
         out = _Outcome()
@@ -254,9 +272,8 @@ class DeletionGuard:
                 self._drop(held.group_id)
         if self._guard.trip is not None:
             out.cleared = True
-        self._set_guard(
-            trip=None, forcing_since=(self._guard.forcing_since or now) if force_deletes else self._guard.forcing_since
-        )
+        # A restart without force_deletes starts a guarded round, even during a forced one.
+        self._set_guard(trip=None, forcing_since=(self._guard.forcing_since or now) if force_deletes else None)
         return out.frozen()
 
     def round_finished(self) -> GuardOutcome:
@@ -305,6 +322,7 @@ class DeletionGuard:
             burst_deletes=len(in_span),
             burst_first_arrival=min(in_span),
             burst_last_arrival=now,
+            staged=sum(h.status == "pending" for h in self._held.values()),
         )
         self._set_guard(trip=trip)
         out.tripped = trip

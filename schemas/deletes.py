@@ -28,6 +28,7 @@ class DeletionTrip(BaseModel):
     burst_deletes: int  # distinct groups deleted within the span that tripped
     burst_first_arrival: dt.datetime
     burst_last_arrival: dt.datetime
+    staged: int  # the pending deletes the trip staged (more are staged while it lasts)
 
 
 class StagedDelete(BaseModel):

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from processors.deletion_guard import ALL, DeletionGuard, GuardOutcome, GuardSettings
+from processors.deletion_guard import ALL, DeletionGuard, GuardOutcome, GuardSettings, GuardStatus
 from schemas.deletes import THRESHOLD_EXCEEDED
 from schemas.desired import DesiredGroup, anchor_of
 
@@ -98,12 +98,13 @@ def test_500_deletes_in_one_window_trip_once_and_stage_every_one(guard: Deletion
     trip = guard.trip
     assert trip is not None and trip.reason == THRESHOLD_EXCEEDED and trip.burst_deletes == 500
     assert trip.since == START and trip.burst_first_arrival == START == trip.burst_last_arrival
+    assert trip.staged == 500
 
     clock.advance(10 * WINDOW)
     assert guard.release_due().publish == ()  # staged deletes wait for the operator, not for time
     more = delete_all(guard, ids(3, "late"))
     assert staged(more) == ids(3, "late") and trips(more) == 0  # staged at once while tripped
-    assert len(guard.staged) == 503
+    assert guard.status() == GuardStatus(trip=trip, staged=503, pending=0, forcing_since=None)
 
 
 def test_600_deletes_in_many_small_rounds_within_the_window_are_all_staged(guard: DeletionGuard, clock: Clock) -> None:
@@ -329,6 +330,22 @@ def test_restart_forcing_deletes_releases_the_held_ones_and_lets_deletes_pass_un
     assert published(delete_all(guard, ["after"])) == [] and list(guard.pending) == ["after"]
 
 
+def test_a_restart_without_force_deletes_guards_a_forced_round_from_then_on(guard: DeletionGuard) -> None:
+    guard.restart(force_deletes=True)
+    guard.restart()
+    assert guard.forcing_since is None
+    assert published(delete_all(guard, ["a"])) == [] and list(guard.pending) == ["a"]
+
+
+def test_a_delete_held_when_the_guard_was_turned_off_is_replaced_by_the_next_one(clock: Clock) -> None:
+    held = DeletionGuard(GuardSettings(threshold=2, window_seconds=10), clock)
+    delete_all(held, ["a", "b"])  # tripped, both staged
+    guard = DeletionGuard.from_state(held.to_state(), GuardSettings(threshold=0), clock)
+    outcome = guard.decide(deleted("a"))
+    assert published([outcome]) == ["a"] and outcome.superseded == ("a",) and outcome.unstaged == ("a",)
+    assert list(guard.staged) == ["b"] and guard.trip is not None  # the rest waits for the operator
+
+
 def test_settings_reject_a_negative_threshold_and_an_empty_window() -> None:
     with pytest.raises(ValueError, match="threshold"):
         GuardSettings(threshold=-1)
@@ -490,6 +507,8 @@ command = st.one_of(
     st.tuples(st.just("approve-all"), st.just([])),
     st.tuples(st.just("reject"), st.lists(st.sampled_from(GROUPS), max_size=2)),
     st.tuples(st.just("restart"), st.just([])),
+    st.tuples(st.just("restart-force"), st.just([])),
+    st.tuples(st.just("round-finished"), st.just([])),
 )
 step = st.one_of(
     st.tuples(st.just("advance"), st.integers(0, 2 * PROPERTY_WINDOW)),
@@ -515,6 +534,10 @@ def run(guard: DeletionGuard, clock: Clock, op: str, arg: object) -> list[GuardO
         return [guard.approve(ALL)]
     if name == "reject":
         return [guard.reject(groups)]
+    if name == "restart-force":
+        return [guard.restart(force_deletes=True)]
+    if name == "round-finished":
+        return [guard.round_finished()]
     return [guard.restart()]
 
 
@@ -552,5 +575,6 @@ def test_property_the_newest_state_wins_and_a_reload_changes_nothing(
     for outcome in (guard.release_due(), guard.approve(ALL)):
         for desired in outcome.publish:
             out[desired.group_id] = desired
-    assert guard.trip is None and guard.staged == {} and guard.pending == {}
+    guard.round_finished()
+    assert guard.status() == GuardStatus(trip=None, staged=0, pending=0, forcing_since=None)
     assert {g: d for g, d in out.items() if g not in rejected} == {g: d for g, d in latest.items() if g not in rejected}
