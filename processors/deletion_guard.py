@@ -10,8 +10,10 @@ Detection. A burst is `threshold` or more distinct groups deleted within any spa
 `window_seconds`. A span's count is largest at the arrival of its last delete, so the guard counts
 [t - window, t] at each arrival t (released deletes too, which is why their arrival times are kept
 for one window and no longer). A delete is released once `now - arrival >= window`; a span that
-trips later ends after its release, so it cannot contain it. At a tie, arrivals come before
-releases: the caller feeds the decisions it has at an instant before it asks for due releases.
+trips after that ends more than a window after the delete's arrival, so it cannot contain it.
+At a tie, arrivals come before releases: the caller feeds the decisions it has at an instant
+before it asks for due releases (a delete released first would still count, and the rest of its
+burst still be staged).
 A repeated delete of a group already held replaces it and moves its arrival to the latest one
 (the group is counted once: the count is of distinct groups).
 
@@ -133,7 +135,8 @@ def is_delete(desired: DesiredGroup) -> bool:
 class DeletionGuard:
     """Holds group deletes for one window, stages a burst of them, and applies operator commands.
 
-    Every method reads the clock once; calls at one instant see arrivals before releases.
+    Every call reads the clock once. At one instant the caller feeds the decisions it has
+    before it asks release_due(): at a tie, arrivals come before releases.
     """
 
     def __init__(
@@ -371,7 +374,7 @@ class DeletionGuard:
     def _selected(self, groups: Selection) -> list[HeldDelete]:
         staged = [h for h in self._held.values() if h.status == "staged"]
         if groups != ALL:
-            wanted = set(groups)
+            wanted = {groups} if isinstance(groups, str) else set(groups)  # one id, not its letters
             staged = [h for h in staged if h.group_id in wanted]
         return sorted(staged, key=lambda h: h.arrived_at)
 

@@ -259,6 +259,7 @@ def test_a_trip_consumes_its_window_so_the_guard_counts_afresh_after_an_approval
 def test_approving_some_staged_deletes_leaves_the_rest_in_quarantine(clock: Clock) -> None:
     guard = DeletionGuard(GuardSettings(threshold=3, window_seconds=10), clock)
     delete_all(guard, ["a", "b", "c"])
+    assert guard.reject("a b") == GuardOutcome()  # a lone string is one group id
     outcome = guard.approve(["a", "unknown"])
     assert published([outcome]) == ["a"] and not outcome.cleared
     assert guard.trip is not None and sorted(guard.staged) == ["b", "c"]
