@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from schemas import topics
 from schemas.changes import CHANGE_RECORD, GroupChanged, MemberRef, UserRemoved
+from schemas.control import ControlCommand
 from schemas.desired import DesiredGroup, DesiredMember, anchor_of
 from schemas.notifications import ChangeNotificationCollection, ChangeType, LifecycleEventType
 
@@ -84,3 +85,14 @@ def test_desired_group_round_trips() -> None:
     )
     assert topics.decode(DesiredGroup, topics.encode(desired)) == desired
     assert desired.anchor == "Group_g1"
+
+
+def test_only_clear_quarantine_and_restart_clear_a_writers_quarantine() -> None:
+    assert ControlCommand(command="clear-quarantine").addresses("w1")
+    assert ControlCommand(command="clear-quarantine", writer="w1").addresses("w1")
+    assert not ControlCommand(command="clear-quarantine", writer="w2").addresses("w1")
+    assert ControlCommand(command="restart").addresses("w1")  # Restart sync clears every quarantine
+    assert not ControlCommand(command="approve-deletes").addresses("w1")
+    assert not ControlCommand(command="reject-deletes", writer="w1").addresses("w1")
+    first, second = ControlCommand(command="restart"), ControlCommand(command="restart")
+    assert first.command_id != second.command_id  # each command acts once, by its id
