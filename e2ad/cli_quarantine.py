@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import getpass
 import json
-import socket
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import click
 
+from e2ad.control import issued_by, run_once, send
 from runtime import kafka
-from runtime.outages import KafkaUnreachable, one_shot
 from schemas import topics
 from schemas.config import KafkaSettings
 from schemas.control import ALL_WRITERS, ControlCommand
@@ -21,8 +17,6 @@ from schemas.status import WriterStatus
 
 if TYPE_CHECKING:
     from e2ad.cli import Context
-
-T = TypeVar("T")
 
 
 @click.group()
@@ -36,7 +30,7 @@ def quarantine() -> None:
 def status(context: Context, as_json: bool) -> None:
     """Each writer's state as it last reported it: running, quarantined (why, since, next retry) or disabled."""
     settings = context.settings().kafka
-    statuses = _one_shot(settings, lambda: read_statuses(settings))
+    statuses = run_once(settings, lambda: read_statuses(settings))
     if not statuses:
         click.echo("no writer is reporting on " + topics.STATUS)
     for writer in statuses:
@@ -48,35 +42,15 @@ def status(context: Context, as_json: bool) -> None:
 @click.pass_obj
 def clear(context: Context, writer: str) -> None:
     """Make quarantined (or disabled) writers write again now, with fresh failure counts."""
-    command = ControlCommand(
-        command="clear-quarantine", writer=writer, issued_by=f"{getpass.getuser()}@{socket.gethostname()}"
-    )
+    command = ControlCommand(command="clear-quarantine", writer=writer, issued_by=issued_by())
     settings = context.settings().kafka
-    _one_shot(settings, lambda: send(settings, command))
+    run_once(settings, lambda: send(settings, command))
     click.echo(f"asked {'every writer' if writer == ALL_WRITERS else writer} to leave quarantine")
-
-
-def _one_shot(settings: KafkaSettings, command: Callable[[], Awaitable[T]]) -> T:
-    """The command's result; Kafka unreachable for a few seconds is one clear line and exit 1."""
-    try:
-        return asyncio.run(one_shot(settings, command))
-    except KafkaUnreachable as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 async def read_statuses(settings: KafkaSettings) -> list[WriterStatus]:
     latest = await kafka.read_latest(settings, topics.STATUS)
     return sorted((topics.decode(WriterStatus, value) for value in latest.values()), key=lambda s: s.writer)
-
-
-async def send(settings: KafkaSettings, command: ControlCommand) -> None:
-    await kafka.ensure_topics(settings)
-    producer = kafka.producer(settings)
-    await producer.start()
-    try:
-        await producer.send_and_wait(topics.CONTROL, topics.encode(command))
-    finally:
-        await producer.stop()
 
 
 def describe(status: WriterStatus) -> str:

@@ -15,6 +15,7 @@ GRAPH_NOTIFICATIONS = "graph.notifications"
 GRAPH_CHANGES = "graph.changes"  # normalised user / group changes from delta rounds
 GRAPH_CURSORS = "graph.cursors"  # compacted: the deltaLink of each resource
 AD_DESIRED = "ad.desired"  # compacted: the whole desired state of each group
+AD_STAGED_DELETES = "ad.staged-deletes"  # compacted: deletes held by the deletion threshold, keyed by group id
 AD_RESULTS = "ad.results"  # the provisioning log: one record per writer decision
 AD_DEAD_LETTER = "ad.dead-letter"  # records the writer could not apply, with the reason
 AD_PENDING = "ad.pending"  # compacted: parent groups waiting for nested groups not in AD yet
