@@ -17,8 +17,10 @@ import click
 from aiokafka.errors import KafkaConnectionError
 
 from e2ad.cli_check import check
+from e2ad.cli_deletes import deletes
 from e2ad.cli_expr import expr
 from e2ad.cli_quarantine import quarantine
+from e2ad.cli_restart import restart
 from e2ad.settings import load_settings
 from runtime.config import ConfigError, default_state_dir
 from runtime.logs import configure_logging
@@ -192,6 +194,8 @@ def reconcile(ctx: Context) -> None:
 main.add_command(check)
 main.add_command(expr)
 main.add_command(quarantine)
+main.add_command(deletes)
+main.add_command(restart)
 
 
 def _harness(module: str) -> ModuleType:
