@@ -359,6 +359,17 @@ class DeltaReader:
             published.extend(records)
         return published
 
+    async def forget_cursors(self) -> None:
+        """Restart sync: tombstone every resource's cursor, so the next round of each is a full one.
+
+        The tombstones are acknowledged before the cursors are forgotten here, so a crash before
+        that round does not bring the old cursors back.
+        """
+        producer = self._started()
+        sent = [await producer.send(topics.GRAPH_CURSORS, None, key=topics.key(resource)) for resource in RESOURCES]
+        await asyncio.gather(*sent)
+        self._cursors.clear()
+
     async def _publish(self, records: list[ChangeRecord]) -> None:
         producer = self._started()
         sent = [

@@ -4,6 +4,7 @@ Webhook notifications on graph.notifications are hints: a change notification br
 delta round forward (debounced), reauthorizationRequired makes the keeper reauthorize first. A
 round also runs at start and every delta_interval_seconds. Hint offsets are committed only after
 the round they triggered succeeded, so a crash replays the hints rather than losing a round.
+A restart on e2ad.control (ingest/control.py) clears the delta cursors and runs a full round at once.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from azure.core.exceptions import AzureError
 from kiota_abstractions.api_error import APIError
 from pydantic import ValidationError
 
+from ingest.control import ControlReader
 from ingest.delta import DeltaReader
 from ingest.graph_client import build_credential, build_graph_client, close_graph_client, describe_graph_error
 from ingest.graph_transport import GraphTransport
@@ -77,15 +79,18 @@ class GraphWorker:
             )
         reader = DeltaReader(client, self._settings.kafka, page_size=graph.page_size)
         hints = kafka.consumer(self._settings.kafka, topics.GRAPH_NOTIFICATIONS, group_id=CONSUMER_GROUP)
+        control = ControlReader(self._settings.kafka)
         try:
             # A group consumer's start waits for the coordinator as long as Kafka is gone: stop ends it.
             await until_stopped(reader.start(), stop)
             await until_stopped(hints.start(), stop)
-            await self._serve(stop, reader, keeper, hints)
+            await until_stopped(control.start(), stop)
+            await self._serve(stop, reader, keeper, hints, control)
         except Stopped:
             pass
         finally:
             # With Kafka gone aiokafka's stops fail or are cancelled inside: each is bounded and quiet.
+            await control.stop()
             await stop_quietly(hints)
             await stop_quietly(reader)
             await close_graph_client(client)
@@ -93,7 +98,12 @@ class GraphWorker:
                 await credential.close()
 
     async def _serve(
-        self, stop: asyncio.Event, reader: DeltaReader, keeper: SubscriptionKeeper | None, hints: AIOKafkaConsumer
+        self,
+        stop: asyncio.Event,
+        reader: DeltaReader,
+        keeper: SubscriptionKeeper | None,
+        hints: AIOKafkaConsumer,
+        control: ControlReader,
     ) -> None:
         loop = asyncio.get_running_loop()
         graph = self._settings.graph
@@ -105,6 +115,8 @@ class GraphWorker:
                     if self._take_hint(message.value, due):
                         due.at = min(due.at, loop.time() + graph.hint_debounce_seconds)
                     due.offsets[partition] = message.offset + 1
+            if await self._restart(reader, control):
+                due.at = loop.time()
             if loop.time() < due.at or stop.is_set():
                 continue
             served = dict(due.offsets)
@@ -115,6 +127,28 @@ class GraphWorker:
             else:
                 self.failed_rounds += 1
                 due.at = loop.time() + min(FAILURE_RETRY_SECONDS, graph.delta_interval_seconds)
+
+    async def _restart(self, reader: DeltaReader, control: ControlReader) -> bool:
+        """Apply the restarts read from e2ad.control; True when the delta cursors were cleared."""
+        restarts = await control.restarts()
+        if not restarts:
+            await control.commit()  # past commands for the other stages
+            return False
+        try:
+            await reader.forget_cursors()
+        except KafkaError as exc:
+            log.error("clearing the delta cursors for a restart failed, retrying: %s", exc)
+            return False
+        for command in restarts:
+            log.info(
+                "restart %s issued by %s at %s%s: delta cursors cleared, a full delta round runs now",
+                command.command_id,
+                command.issued_by or "an unnamed operator",
+                command.issued_at.isoformat(timespec="seconds"),
+                " (force deletes)" if command.force_deletes else "",
+            )
+        await control.applied(restarts)
+        return True
 
     async def _commit(self, hints: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         if not offsets:
