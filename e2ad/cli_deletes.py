@@ -12,10 +12,11 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import click
+import pydantic
 
 from e2ad.control import issued_by, run_once, send
 from runtime import kafka
-from runtime.outages import kafka_topics
+from runtime.errors import error_lines
 from schemas import topics
 from schemas.config import KafkaSettings
 from schemas.control import ControlCommand
@@ -55,7 +56,12 @@ def list_(context: Context, as_json: bool) -> None:
 
 def _decision_command(decision: Decision, summary: str) -> click.Command:
     @click.argument("group_ids", nargs=-1, metavar="[GROUP_ID]...")
-    @click.option("--all", "every", is_flag=True, help="Every delete staged when the processors apply the command.")
+    @click.option(
+        "--all",
+        "every",
+        is_flag=True,
+        help="approve: every delete staged now (with --force: when applied); reject: every one staged when applied.",
+    )
     @click.option(
         "--force", is_flag=True, help="Send even when the groups are not staged now (nothing is checked then)."
     )
@@ -68,7 +74,11 @@ def _decision_command(decision: Decision, summary: str) -> click.Command:
             )
         staged = run_once(settings, lambda: read_staged(settings))
         groups = chosen_groups(staged, group_ids, force=force)
-        if groups is None and not staged and not force:
+        if groups is None and decision == "approve-deletes" and not force:
+            # The deletes the operator saw, not also those a later burst stages before the command
+            # is applied; --all --force approves whatever is staged then.
+            groups = sorted(staged)
+        if not staged and not force:
             click.echo(f"nothing is staged on {topics.AD_STAGED_DELETES}: no command sent")
             return
         control = ControlCommand(command=decision, groups=groups, issued_by=issued_by())
@@ -127,13 +137,16 @@ reject = deletes.command("reject")(
 
 async def read_staged(settings: KafkaSettings) -> dict[str, StagedDelete]:
     """The staged set now: the latest record of each group on ad.staged-deletes, tombstones removed."""
-    if topics.AD_STAGED_DELETES not in await kafka_topics(settings):
-        # Nothing was ever staged. (read_latest of a topic the broker does not know ends in
-        # aiokafka's CancelledError: its consumer is stopped before its first await.)
-        return {}
-    latest = await kafka.read_latest(settings, topics.AD_STAGED_DELETES)
-    staged = (topics.decode(StagedDelete, value) for value in latest.values())
-    return {s.group_id: s for s in staged}
+    staged = {}
+    for key, value in (await kafka.read_latest(settings, topics.AD_STAGED_DELETES)).items():
+        try:
+            record = topics.decode(StagedDelete, value)
+        except pydantic.ValidationError as exc:
+            click.echo(f"warning: unusable record for {key.decode(errors='replace')} on {topics.AD_STAGED_DELETES}:"
+                       f" {error_lines(exc)[0]}", err=True)  # fmt: skip
+            continue
+        staged[record.group_id] = record
+    return staged
 
 
 def sorted_staged(staged: Mapping[str, StagedDelete]) -> list[StagedDelete]:

@@ -17,7 +17,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from runtime import kafka
-from runtime.outages import stop_quietly
+from runtime.kafka import stop_quietly
 from schemas import topics
 from schemas.config import KafkaSettings
 from schemas.control import ControlCommand

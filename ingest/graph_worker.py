@@ -28,7 +28,8 @@ from ingest.graph_client import build_credential, build_graph_client, close_grap
 from ingest.graph_transport import GraphTransport
 from ingest.subscriptions import SubscriptionKeeper
 from runtime import kafka
-from runtime.outages import Stopped, stop_quietly, unreachable, until_stopped
+from runtime.kafka import stop_quietly
+from runtime.outages import Stopped, unreachable, until_stopped
 from schemas import topics
 from schemas.config import Settings
 from schemas.notifications import LifecycleEventType, NotificationBatch

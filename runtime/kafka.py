@@ -12,6 +12,7 @@ import logging
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -300,6 +301,26 @@ async def tls_problem(settings: KafkaSettings) -> str | None:
     return None
 
 
+class Stoppable(Protocol):
+    async def stop(self) -> None: ...
+
+
+async def stop_quietly(client: Stoppable, timeout: float = 1.5) -> None:
+    """Stop a Kafka client also when Kafka is gone, within `timeout`.
+
+    aiokafka then fails, waits for its request timeout, or is cancelled on the way out (a group
+    consumer's LeaveGroup): none of it may keep a stage from stopping or skip the next client's stop.
+    """
+    try:
+        await asyncio.wait_for(client.stop(), timeout)
+    except (KafkaError, TimeoutError) as exc:
+        log.debug("stopping %s: %r", type(client).__name__, exc)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # our own task is being cancelled, not only aiokafka's inner one
+
+
 async def read_latest(settings: KafkaSettings, topic: str) -> dict[bytes, bytes]:
     """The latest value of every key of a compacted topic, all its partitions read from the start to the end."""
     reader = consumer(settings, group_id=None)
@@ -311,7 +332,9 @@ async def read_latest(settings: KafkaSettings, topic: str) -> dict[bytes, bytes]
             latest.update(values)
         return latest
     finally:
-        await reader.stop()
+        # Stopped at once after its start, a consumer outside any group raises aiokafka's own
+        # CancelledError (its committed-offsets task never ran): a topic not created yet.
+        await stop_quietly(reader)
 
 
 async def read_partitions(
@@ -325,7 +348,7 @@ async def read_partitions(
         await reader.start()
         return await _read_to_end(reader, starts)
     finally:
-        await reader.stop()
+        await stop_quietly(reader)
 
 
 async def _read_to_end(

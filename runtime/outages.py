@@ -13,9 +13,9 @@ import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import KafkaConnectionError
 
 from runtime import kafka
 from schemas.config import KafkaSettings
@@ -197,26 +197,6 @@ async def one_shot(
         return await command()
     except KafkaConnectionError:  # gone between the probe and the command
         raise KafkaUnreachable(unreachable(settings, OUTAGE_FILTER.last_error or "no broker answered")) from None
-
-
-class Stoppable(Protocol):
-    async def stop(self) -> None: ...
-
-
-async def stop_quietly(client: Stoppable, timeout: float = 1.5) -> None:
-    """Stop a Kafka client also when Kafka is gone, within `timeout`.
-
-    aiokafka then fails, waits for its request timeout, or is cancelled on the way out (a group
-    consumer's LeaveGroup): none of it may keep a stage from stopping or skip the next client's stop.
-    """
-    try:
-        await asyncio.wait_for(client.stop(), timeout)
-    except (KafkaError, TimeoutError) as exc:
-        log.debug("stopping %s: %r", type(client).__name__, exc)
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise  # our own task is being cancelled, not only aiokafka's inner one
 
 
 class Stopped(Exception):

@@ -33,8 +33,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from runtime import kafka
+from runtime.kafka import stop_quietly
 from runtime.names import instance_name
-from runtime.outages import stop_quietly
 from runtime.web import HealthServer
 from schemas import topics
 from schemas.config import Settings

@@ -17,6 +17,8 @@ from click.testing import CliRunner, Result
 
 from e2ad import cli_deletes, cli_restart
 from e2ad.cli import main
+from schemas import topics
+from schemas.config import KafkaSettings
 from schemas.control import ControlCommand
 from schemas.deletes import StagedDelete
 from schemas.desired import DesiredGroup
@@ -111,6 +113,15 @@ def test_reject_all_sends_groups_none(fake_kafka: FakeKafka) -> None:
     )
 
 
+def test_approve_all_approves_the_deletes_staged_now_not_a_later_burst(fake_kafka: FakeKafka) -> None:
+    fake_kafka.stage(staged_delete("g2"), staged_delete("g1"))
+    result = e2ad("deletes", "approve", "--all")
+    assert result.exit_code == 0, result.output
+    [command] = fake_kafka.sent
+    # The ids as listed now: a delete staged after this read stays staged when the command is applied.
+    assert command.command == "approve-deletes" and command.groups == ["g1", "g2"]
+
+
 def test_ids_that_are_not_staged_are_refused_by_name_unless_forced(fake_kafka: FakeKafka) -> None:
     fake_kafka.stage(staged_delete("g1"))
     refused = e2ad("deletes", "reject", "g1", "typo-1", "gone-2")
@@ -183,3 +194,17 @@ def test_restart_sends_one_restart_command(fake_kafka: FakeKafka, force: bool) -
     assert (command.command, command.force_deletes, command.groups) == ("restart", force, None)
     assert result.output.startswith(f"sent restart {command.command_id}: ingest clears its delta cursors")
     assert ("pass the threshold unguarded" in result.output) is force
+
+
+def test_an_unusable_staged_record_is_named_and_the_others_listed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = staged_delete("g1")
+
+    async def latest(settings: object, topic: str) -> dict[bytes, bytes]:
+        return {b"g1": topics.encode(good), b"broken": b'{"group_id": 7}'}
+
+    monkeypatch.setattr(cli_deletes.kafka, "read_latest", latest)
+    staged = asyncio.run(cli_deletes.read_staged(KafkaSettings()))
+    assert list(staged) == ["g1"]
+    assert "unusable record for broken on ad.staged-deletes: group_id" in capsys.readouterr().err
