@@ -17,7 +17,7 @@ from runtime.outages import KafkaUnreachable, one_shot
 from schemas import topics
 from schemas.config import KafkaSettings
 from schemas.control import ALL_WRITERS, ControlCommand
-from schemas.status import WriterStatus
+from schemas.status import PROCESSORS_KEY, WriterStatus
 
 if TYPE_CHECKING:
     from e2ad.cli import Context
@@ -66,6 +66,7 @@ def _one_shot(settings: KafkaSettings, command: Callable[[], Awaitable[T]]) -> T
 
 async def read_statuses(settings: KafkaSettings) -> list[WriterStatus]:
     latest = await kafka.read_latest(settings, topics.STATUS)
+    latest.pop(topics.key(PROCESSORS_KEY), None)  # the processors' deletion guard (ProcessorStatus), not a writer
     return sorted((topics.decode(WriterStatus, value) for value in latest.values()), key=lambda s: s.writer)
 
 
