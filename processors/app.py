@@ -24,6 +24,7 @@ import datetime as dt
 import functools
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import faust
@@ -34,7 +35,7 @@ from prometheus_client import Gauge
 from pydantic import ValidationError
 
 from processors.deletion_guard import ALL, DeletionGuard, GuardOutcome, GuardSettings, utc_now
-from processors.guard_records import processor_status, staged_result, trip_email
+from processors.guard_records import TripNotice, processor_status, staged_result
 from processors.mapping import GroupMapper
 from processors.provisioning import ProvisioningState
 from processors.state import ProcessorStore
@@ -63,7 +64,15 @@ TICK_SECONDS = 1.0
 STATUS_EVERY_SECONDS = 5.0
 # A record to send: topic, key, value (None: a tombstone), headers.
 Output = tuple[faust.TopicT, bytes | None, bytes | None, dict[str, bytes] | None]
-Trip = tuple[DeletionTrip, tuple[StagedDelete, ...]]  # a trip and the deletes it staged: one e-mail
+
+
+@dataclass
+class Staged:
+    """What one step staged: a trip (at most one), and the deletes, for the trip's e-mail."""
+
+    trip: DeletionTrip | None = None
+    deletes: list[StagedDelete] = field(default_factory=list)
+
 
 # On the default registry, which faust's Prometheus sensor serves at /metrics.
 STAGED_DELETES = Gauge("e2ad_processors_staged_deletes", "Deletes staged by the deletion guard for an operator")
@@ -126,18 +135,26 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
         sent = [await target.send(key=key, value=value, headers=headers) for target, key, value, headers in writes]
         await asyncio.gather(*sent)
 
-    def route(outcome: GuardOutcome, trips: list[Trip]) -> list[Output]:
+    def route(outcome: GuardOutcome, effects: Staged) -> list[Output]:
         """The records a guard decision asks for: ad.desired, ad.staged-deletes, ad.results."""
         writes: list[Output] = [(desired, topics.key(d.group_id), topics.encode(d), None) for d in outcome.publish]
-        for item in outcome.staged:
+        staged = tuple(named(item) for item in outcome.staged)
+        for item in staged:
             key = topics.key(item.group_id)
             writes.append((staged_deletes, key, topics.encode(item), None))
             writes.append((results, key, topics.encode(staged_result(item)), None))
         ended = [*outcome.unstaged, *outcome.superseded, *(item.group_id for item in outcome.dropped)]
         writes += [(staged_deletes, topics.key(group_id), None, None) for group_id in dict.fromkeys(ended)]
-        if outcome.tripped is not None:
-            trips.append((outcome.tripped, outcome.staged))
+        effects.trip = outcome.tripped or effects.trip
+        effects.deletes += staged
         return writes
+
+    def named(item: StagedDelete) -> StagedDelete:
+        """An absent state carries no attributes: the display name is the one the state last knew."""
+        if item.display_name is not None:
+            return item
+        name = (store.groups.get(item.group_id) or {}).get("attributes", {}).get("displayName")
+        return item.model_copy(update={"display_name": name}) if isinstance(name, str) else item
 
     def status_writes(now: dt.datetime, *, at_once: bool) -> list[Output]:
         """The processors' record on e2ad.status when it changed (its counts: at most every few seconds)."""
@@ -147,21 +164,33 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
     def guard_state() -> list[Output]:
         return [(state, key, value, None) for key, value in store.guard_writes(gate.guard.take_writes())]
 
-    def notify(trips: list[Trip]) -> None:
-        """After the trip is durable: one e-mail per trip (a record folded in again may repeat it)."""
-        for trip, staged in trips:
-            subject, body = trip_email(trip, staged)
+    notices: list[TripNotice] = []  # trips whose e-mail waits for the burst to stop growing
+
+    def noticed(effects: Staged, now: dt.datetime) -> None:
+        """After the step is durable: a trip opens its e-mail; deletes staged during it join that."""
+        if effects.trip is not None:
+            trip = effects.trip
             log.warning(
-                "%s: %d groups deleted within %g s (threshold %d); %d deletes staged, none applied."
+                "%s: %d groups deleted within %g s (threshold %d); the deletes are staged, none applied."
                 " See `e2ad deletes list`, then `e2ad deletes approve --all` or `e2ad deletes reject --all`",
-                trip.reason, trip.burst_deletes, trip.window_seconds, trip.threshold, len(staged),
+                trip.reason, trip.burst_deletes, trip.window_seconds, trip.threshold,
             )  # fmt: skip
+            notices.append(TripNotice(trip, now))
+        if notices and effects.deletes:
+            notices[-1].add(effects.deletes, now)
+
+    def notify_due(now: dt.datetime) -> None:
+        """One e-mail per trip (a record folded in again after a crash may repeat it)."""
+        for notice in [n for n in notices if n.due(now)]:
+            notices.remove(notice)
+            subject, body = notice.email()
+            log.warning("%s: %d deletes staged", notice.trip.reason, len(notice.staged))
             if mailer is not None:
                 mailer.notify(subject, body)
             else:
                 log.warning("no e-mail is configured (notifications.email): the trip is only logged")
 
-    def decide(event: faust.EventT, trips: list[Trip]) -> list[Output]:
+    def decide(event: faust.EventT, effects: Staged) -> list[Output]:
         try:
             record = CHANGE_RECORD.validate_json(event.value)
         except ValidationError as exc:
@@ -172,7 +201,7 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
         writes: list[Output] = []
         for decision in core.apply(record):
             if isinstance(decision, DesiredGroup):
-                writes += route(gate.guard.decide(decision), trips)
+                writes += route(gate.guard.decide(decision), effects)
             else:
                 writes.append((results, topics.key(decision.group_id), topics.encode(decision), None))
         return writes
@@ -183,12 +212,12 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
             return  # delivered again after a restart or rebalance: its effect is in the state
         # Outputs first, then the state that records them as published, then the offset: a
         # crash at any point repeats at most this record, and never loses a desired state.
-        trips: list[Trip] = []
-        outputs = decide(event, trips)
-        await durable(outputs + status_writes(utc_now(), at_once=bool(trips)))
+        effects = Staged()
+        outputs = decide(event, effects)
+        await durable(outputs + status_writes(utc_now(), at_once=effects.trip is not None))
         await durable([(state, key, value, None) for key, value in store.changed_keys()] + guard_state())
         await durable([(state, *store.applied(message.topic, message.partition, message.offset), None)])
-        notify(trips)
+        noticed(effects, utc_now())
 
     async def command(event: faust.EventT) -> None:
         try:
@@ -206,7 +235,7 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
         else:
             return  # clear-quarantine is the writers'
         # The command's id is in the guard's state: read again after a crash, it changes nothing.
-        await durable(route(outcome, []) + status_writes(utc_now(), at_once=True))
+        await durable(route(outcome, Staged()) + status_writes(utc_now(), at_once=True))
         await durable(guard_state())
         log.info(
             "%s (%s) applied: %d published, %d staged deletes ended",
@@ -217,16 +246,18 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
         """The timer's turn: deletes one window old go out; a forced round ends; the counts refresh."""
         now = utc_now()
         guard = gate.guard
-        trips: list[Trip] = []
+        effects = Staged()
         outputs: list[Output] = []
         due = guard.next_release_at()
         if due is not None and due <= now:
-            outputs += route(guard.release_due(), trips)
+            outputs += route(guard.release_due(), effects)
         if guard.forcing_since is not None and now - guard.forcing_since >= guard_settings.window:
             guard.round_finished()
             log.info("the forced round is taken as finished: deletes are guarded again")
         await durable(outputs + status_writes(now, at_once=False))
         await durable(guard_state())
+        noticed(effects, now)
+        notify_due(now)
 
     async def reload() -> None:
         store.load(await kafka.read_latest(settings.kafka, topics.PROCESSORS_STATE))

@@ -6,7 +6,8 @@ Pure: processors/app.py publishes and sends them (e2ad.status, ad.results, runti
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 from processors.deletion_guard import GuardSettings, GuardStatus
 from schemas.deletes import DeletionTrip, StagedDelete
@@ -15,6 +16,10 @@ from schemas.status import ProcessorStatus
 
 LISTED_GROUPS = 20  # the e-mail names this many staged groups, by display name; `e2ad deletes list` has all
 WRITER = "processors"  # ad.results' `writer`: who decided
+# A trip's e-mail waits until no delete was staged for this long (at most NOTICE_LATEST_SECONDS
+# after the trip): the guard trips on the threshold-th delete, and the rest of the burst follows.
+NOTICE_QUIET_SECONDS = 3.0
+NOTICE_LATEST_SECONDS = 30.0
 
 APPROVE_ALL = "e2ad deletes approve --all"
 COMMANDS = (
@@ -70,6 +75,30 @@ def staged_result(staged: StagedDelete) -> ProvisioningResult:
         writer=WRITER,
         source_changed_at=staged.desired.source_changed_at,
     )
+
+
+@dataclass
+class TripNotice:
+    """The one e-mail of a trip, collecting the deletes staged until the burst has stopped growing."""
+
+    trip: DeletionTrip
+    tripped_at: dt.datetime
+    staged: dict[str, StagedDelete] = field(default_factory=dict)
+    changed_at: dt.datetime | None = None
+
+    def add(self, staged: Iterable[StagedDelete], now: dt.datetime) -> None:
+        for item in staged:
+            self.staged[item.group_id] = item
+            self.changed_at = now
+
+    def due(self, now: dt.datetime) -> bool:
+        quiet = now - (self.changed_at or self.tripped_at)
+        return quiet.total_seconds() >= NOTICE_QUIET_SECONDS or (
+            (now - self.tripped_at).total_seconds() >= NOTICE_LATEST_SECONDS
+        )
+
+    def email(self) -> tuple[str, str]:
+        return trip_email(self.trip, list(self.staged.values()))
 
 
 def trip_email(trip: DeletionTrip, staged: Sequence[StagedDelete]) -> tuple[str, str]:
