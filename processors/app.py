@@ -5,30 +5,51 @@ processors/state.py's store, written through to the compacted processors.state t
 from it at start, so a restarted worker carries on where it stopped; it replaced faust tables,
 which could read back a stale value (see that module). The store holds every partition: run one
 processor worker (docs/architecture.md).
+
+Every desired state goes through one deletion guard (processors/deletion_guard.py; one worker, so
+it sees every delete): what it passes goes to ad.desired, what it stages to the compacted
+ad.staged-deletes with a StagedDelete record on ad.results, and its state to processors.state
+under guard/. A timer releases the deletes whose window has passed; operator commands on
+e2ad.control (approve-deletes, reject-deletes, restart) are consumed under the processors'
+consumer group, so one issued while they are down is applied at start. Fold, timer and commands
+take turns (one lock), each making its outputs durable before the state that records them.
+The full round a `restart --force-deletes` triggers sends no end signal yet: the guard treats it
+as finished once deletes.window_seconds have passed since the restart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import functools
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import faust
 import faust.web
 from aiokafka import TopicPartition
 from faust.sensors.prometheus import setup_prometheus_sensors
+from prometheus_client import Gauge
 from pydantic import ValidationError
 
+from processors.deletion_guard import ALL, DeletionGuard, GuardOutcome, GuardSettings, utc_now
+from processors.guard_records import TripNotice, processor_status, staged_result
 from processors.mapping import GroupMapper
 from processors.provisioning import ProvisioningState
 from processors.state import ProcessorStore
 from runtime import kafka
 from runtime.errors import describe_errors
 from runtime.faust_worker import SignalBoundedWorker
+from runtime.mail import Mailer
 from schemas import topics
 from schemas.changes import CHANGE_RECORD
 from schemas.config import Settings
+from schemas.control import ControlCommand
+from schemas.deletes import DeletionTrip, StagedDelete
 from schemas.desired import DesiredGroup
+from schemas.status import PROCESSORS_KEY, ProcessorStatus
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +58,28 @@ APP_ID = "e2ad-processors"
 # order: never skipped, since the records after it build on its state.
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
+# How often the timer looks for deletes whose window has passed (and for a forced round's end).
+TICK_SECONDS = 1.0
+# The counts on e2ad.status are refreshed at most this often; a trip or its end at once.
+STATUS_EVERY_SECONDS = 5.0
 # A record to send: topic, key, value (None: a tombstone), headers.
 Output = tuple[faust.TopicT, bytes | None, bytes | None, dict[str, bytes] | None]
+
+
+@dataclass
+class Staged:
+    """What one step staged: a trip (at most one), and the deletes, for the trip's e-mail."""
+
+    trip: DeletionTrip | None = None
+    deletes: list[StagedDelete] = field(default_factory=list)
+
+
+# On the default registry, which faust's Prometheus sensor serves at /metrics.
+STAGED_DELETES = Gauge("e2ad_processors_staged_deletes", "Deletes staged by the deletion guard for an operator")
+PENDING_DELETES = Gauge("e2ad_processors_pending_deletes", "Deletes waiting for the deletion guard's window")
+THRESHOLD_EXCEEDED = Gauge(
+    "e2ad_processors_delete_threshold_exceeded", "1 while the processors are quarantined: delete threshold exceeded"
+)
 
 
 def create_app(settings: Settings, datadir: Path) -> faust.App:
@@ -61,25 +102,95 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
     results = app.topic(topics.AD_RESULTS, key_type=bytes, value_type=bytes)
     dead_letter = app.topic(topics.AD_DEAD_LETTER, key_type=bytes, value_type=bytes)
     state = app.topic(topics.PROCESSORS_STATE, key_type=bytes, value_type=bytes)
+    staged_deletes = app.topic(topics.AD_STAGED_DELETES, key_type=bytes, value_type=bytes)
+    status_topic = app.topic(topics.STATUS, key_type=bytes, value_type=bytes)
+    control = app.topic(topics.CONTROL, key_type=bytes, value_type=bytes)
     store = ProcessorStore()
     mapper = GroupMapper(settings.mappings, settings.tokens, settings.provisioning.target_container)
     core = ProvisioningState(
         settings.provisioning, mapper, users=store.users, groups=store.groups, parents=store.parents
     )
+    guard_settings = GuardSettings(settings.deletes.threshold, settings.deletes.window_seconds)
+    gate = GuardGate(guard_settings)
+    if guard_settings.threshold == 0:
+        log.warning("deletes.threshold is 0: the deletion guard is off, every delete reaches AD at once, however many")
+    mailer = Mailer(settings.notifications.email) if settings.notifications.email else None
+    # Fold, timer and operator commands take turns: the state's writes of one never interleave another's.
+    turn = asyncio.Lock()
+    loaded = asyncio.Event()
 
     if settings.processors.web_port is not None:
         setup_prometheus_sensors(app, name_prefix="e2ad_processors")
 
         @app.page("/healthz")
         async def healthz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-            return web.json({"status": "ok", "app": APP_ID})
+            status = gate.status(utc_now())
+            if not status.healthy:
+                body = {"status": status.state, "reason": status.reason, "app": APP_ID, **topics.jsonable(status)}
+                return web.json(body, status=503)
+            return web.json({"status": "ok", "app": APP_ID, "staged": status.staged, "pending": status.pending})
 
     async def durable(writes: list[Output]) -> None:
         """Send, then wait until the broker has acknowledged every one."""
         sent = [await target.send(key=key, value=value, headers=headers) for target, key, value, headers in writes]
         await asyncio.gather(*sent)
 
-    def decide(event: faust.EventT) -> list[Output]:
+    def route(outcome: GuardOutcome, effects: Staged) -> list[Output]:
+        """The records a guard decision asks for: ad.desired, ad.staged-deletes, ad.results."""
+        writes: list[Output] = [(desired, topics.key(d.group_id), topics.encode(d), None) for d in outcome.publish]
+        staged = tuple(named(item) for item in outcome.staged)
+        for item in staged:
+            key = topics.key(item.group_id)
+            writes.append((staged_deletes, key, topics.encode(item), None))
+            writes.append((results, key, topics.encode(staged_result(item)), None))
+        ended = [*outcome.unstaged, *outcome.superseded, *(item.group_id for item in outcome.dropped)]
+        writes += [(staged_deletes, topics.key(group_id), None, None) for group_id in dict.fromkeys(ended)]
+        effects.trip = outcome.tripped or effects.trip
+        effects.deletes += staged
+        return writes
+
+    def named(item: StagedDelete) -> StagedDelete:
+        """An absent state carries no attributes: the display name is the one the state last knew."""
+        if item.display_name is not None:
+            return item
+        name = (store.groups.get(item.group_id) or {}).get("attributes", {}).get("displayName")
+        return item.model_copy(update={"display_name": name}) if isinstance(name, str) else item
+
+    def status_writes(now: dt.datetime, *, at_once: bool) -> list[Output]:
+        """The processors' record on e2ad.status when it changed (its counts: at most every few seconds)."""
+        status = gate.status_to_publish(now, at_once=at_once)
+        return [] if status is None else [(status_topic, topics.key(PROCESSORS_KEY), topics.encode(status), None)]
+
+    def guard_state() -> list[Output]:
+        return [(state, key, value, None) for key, value in store.guard_writes(gate.guard.take_writes())]
+
+    notices: list[TripNotice] = []  # trips whose e-mail waits for the burst to stop growing
+
+    def noticed(effects: Staged, now: dt.datetime) -> None:
+        """After the step is durable: a trip opens its e-mail; deletes staged during it join that."""
+        if effects.trip is not None:
+            trip = effects.trip
+            log.warning(
+                "%s: %d groups deleted within %g s (threshold %d); the deletes are staged, none applied."
+                " See `e2ad deletes list`, then `e2ad deletes approve --all` or `e2ad deletes reject --all`",
+                trip.reason, trip.burst_deletes, trip.window_seconds, trip.threshold,
+            )  # fmt: skip
+            notices.append(TripNotice(trip, now))
+        if notices and effects.deletes:
+            notices[-1].add(effects.deletes, now)
+
+    def notify_due(now: dt.datetime) -> None:
+        """One e-mail per trip (a record folded in again after a crash may repeat it)."""
+        for notice in [n for n in notices if n.due(now)]:
+            notices.remove(notice)
+            subject, body = notice.email()
+            log.warning("%s: %d deletes staged", notice.trip.reason, len(notice.staged))
+            if mailer is not None:
+                mailer.notify(subject, body)
+            else:
+                log.warning("no e-mail is configured (notifications.email): the trip is only logged")
+
+    def decide(event: faust.EventT, effects: Staged) -> list[Output]:
         try:
             record = CHANGE_RECORD.validate_json(event.value)
         except ValidationError as exc:
@@ -87,10 +198,13 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
             key = event.key.decode(errors="replace") if event.key else "?"
             log.error("unusable record for object %s on %s:\n%s", key, topics.GRAPH_CHANGES, describe_errors(exc))
             return [(dead_letter, event.key, event.value, {"e2ad-error": str(exc).encode()})]
-        return [
-            (desired if isinstance(d, DesiredGroup) else results, topics.key(d.group_id), topics.encode(d), None)
-            for d in core.apply(record)
-        ]
+        writes: list[Output] = []
+        for decision in core.apply(record):
+            if isinstance(decision, DesiredGroup):
+                writes += route(gate.guard.decide(decision), effects)
+            else:
+                writes.append((results, topics.key(decision.group_id), topics.encode(decision), None))
+        return writes
 
     async def fold(event: faust.EventT) -> None:
         message = event.message
@@ -98,40 +212,156 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
             return  # delivered again after a restart or rebalance: its effect is in the state
         # Outputs first, then the state that records them as published, then the offset: a
         # crash at any point repeats at most this record, and never loses a desired state.
-        await durable(decide(event))
-        await durable([(state, key, value, None) for key, value in store.changed_keys()])
+        effects = Staged()
+        outputs = decide(event, effects)
+        await durable(outputs + status_writes(utc_now(), at_once=effects.trip is not None))
+        await durable([(state, key, value, None) for key, value in store.changed_keys()] + guard_state())
         await durable([(state, *store.applied(message.topic, message.partition, message.offset), None)])
+        noticed(effects, utc_now())
+
+    async def command(event: faust.EventT) -> None:
+        try:
+            order = topics.decode(ControlCommand, event.value)
+        except ValidationError as exc:
+            log.error("unusable command on %s, ignored:\n%s", topics.CONTROL, describe_errors(exc))
+            return
+        guard = gate.guard
+        if order.command == "approve-deletes":
+            outcome = guard.approve(order.groups if order.groups is not None else ALL, order.command_id)
+        elif order.command == "reject-deletes":
+            outcome = guard.reject(order.groups if order.groups is not None else ALL, order.command_id)
+        elif order.command == "restart":
+            outcome = guard.restart(order.force_deletes, order.command_id)
+        else:
+            return  # clear-quarantine is the writers'
+        # The command's id is in the guard's state: read again after a crash, it changes nothing.
+        await durable(route(outcome, Staged()) + status_writes(utc_now(), at_once=True))
+        await durable(guard_state())
+        log.info(
+            "%s (%s) applied: %d published, %d staged deletes ended",
+            order.command, order.command_id, len(outcome.publish), len(outcome.unstaged),
+        )  # fmt: skip
+
+    async def release() -> None:
+        """The timer's turn: deletes one window old go out; a forced round ends; the counts refresh."""
+        now = utc_now()
+        guard = gate.guard
+        effects = Staged()
+        outputs: list[Output] = []
+        due = guard.next_release_at()
+        if due is not None and due <= now:
+            outputs += route(guard.release_due(), effects)
+        if guard.forcing_since is not None and now - guard.forcing_since >= guard_settings.window:
+            guard.round_finished()
+            log.info("the forced round is taken as finished: deletes are guarded again")
+        await durable(outputs + status_writes(now, at_once=False))
+        await durable(guard_state())
+        noticed(effects, now)
+        notify_due(now)
 
     async def reload() -> None:
         store.load(await kafka.read_latest(settings.kafka, topics.PROCESSORS_STATE))
-        log.info("processor state loaded: %d users, %d groups", len(store.users), len(store.groups))
+        gate.load(store.guard)
+        log.info(
+            "processor state loaded: %d users, %d groups, %d deletes staged, %d pending",
+            len(store.users), len(store.groups), gate.guard.status().staged, gate.guard.status().pending,
+        )  # fmt: skip
 
-    @app.agent(changes)
-    async def provision(stream: faust.Stream) -> None:
-        await reload()
-        # Acknowledged by hand, once the record's applied marker is written: faust acknowledges an
-        # event its loop abandons (an exception, a cancelled stop), and would then commit past a
-        # record that was never folded in for good.
-        async for event in stream.noack().events():
+    async def start() -> None:
+        async with turn:
+            await reload()
+            # The status as the state has it: quarantined again after a restart while deletes are staged.
+            await durable(status_writes(utc_now(), at_once=True))
+            loaded.set()
+
+    async def in_turn(what: Callable[[], str], step: Callable[[], Awaitable[None]]) -> None:
+        """Run a step until it is durable, in turn, on the state reloaded after each failure."""
+        async with turn:
             attempt = 0
             while True:
                 try:
                     if attempt:
-                        await reload()  # memory may hold writes of this record that never reached Kafka
-                    await fold(event)
-                    break
+                        await reload()  # memory may hold writes of this step that never reached Kafka
+                    await step()
+                    return
                 except Exception as exc:
                     attempt += 1
                     delay = min(RETRY_MAX_SECONDS, RETRY_FIRST_SECONDS * 2 ** (attempt - 1))
                     log.error(
-                        "record %s of %s[%d] not folded in (%s: %s); retrying in %.1f s",
-                        event.message.offset, event.message.topic, event.message.partition,
-                        type(exc).__name__, exc, delay,
-                    )  # fmt: skip
+                        "%s not made durable (%s: %s); retrying in %.1f s", what(), type(exc).__name__, exc, delay
+                    )
                     await asyncio.sleep(delay)
+                finally:
+                    gate.refresh_metrics()
+
+    def describe(event: faust.EventT) -> Callable[[], str]:
+        message = event.message
+        return lambda: f"record {message.offset} of {message.topic}[{message.partition}]"
+
+    @app.agent(changes)
+    async def provision(stream: faust.Stream) -> None:
+        await start()
+        # Acknowledged by hand, once the record's applied marker is written: faust acknowledges an
+        # event its loop abandons (an exception, a cancelled stop), and would then commit past a
+        # record that was never folded in for good.
+        async for event in stream.noack().events():
+            await in_turn(describe(event), functools.partial(fold, event))
             await stream.ack(event)
 
+    @app.agent(control)
+    async def operator_commands(stream: faust.Stream) -> None:
+        await loaded.wait()
+        # Committed once applied: a command issued while the processors are down is applied at start.
+        async for event in stream.noack().events():
+            await in_turn(describe(event), functools.partial(command, event))
+            await stream.ack(event)
+
+    @app.task
+    async def guard_timer() -> None:
+        try:
+            await loaded.wait()
+            while True:
+                await asyncio.sleep(TICK_SECONDS)
+                await in_turn(lambda: "the deletion guard's release", release)
+        finally:
+            if mailer is not None:
+                await mailer.close()  # a trip's message still being sent gets its grace period
+
     return app
+
+
+class GuardGate:
+    """The processors' one deletion guard, rebuilt from the state at each reload, and what it reports."""
+
+    def __init__(self, settings: GuardSettings) -> None:
+        self.settings = settings
+        self.guard = DeletionGuard(settings)
+        self._published: ProcessorStatus | None = None
+
+    def load(self, records: dict[str, object]) -> None:
+        self.guard = DeletionGuard.from_state(records, self.settings)  # type: ignore[arg-type]
+        self._published = None  # publish again what the state holds
+
+    def status(self, now: dt.datetime) -> ProcessorStatus:
+        return processor_status(self.guard.status(), self.settings, now)
+
+    def status_to_publish(self, now: dt.datetime, *, at_once: bool) -> ProcessorStatus | None:
+        """The status, when it differs from the one last published (its counts: every few seconds)."""
+        status = self.status(now)
+        last = self._published
+        if last is not None:
+            same = status.model_dump(exclude={"updated_at"}) == last.model_dump(exclude={"updated_at"})
+            recent = (now - last.updated_at).total_seconds() < STATUS_EVERY_SECONDS
+            if same or (recent and not at_once and status.state == last.state):
+                return None
+        self._published = status
+        return status
+
+    def refresh_metrics(self) -> None:
+        status = self.guard.status()
+        STAGED_DELETES.set(status.staged)
+        PENDING_DELETES.set(status.pending)
+        THRESHOLD_EXCEEDED.set(1 if status.trip else 0)
 
 
 class StateLost(RuntimeError):

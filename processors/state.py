@@ -21,6 +21,10 @@ a record at or below its partition's applied offset is already in the state and 
 no record is folded in twice. A record whose writes were cut off (any of them) is folded in again
 over them, which gives the same state: each key it writes is a function of the record and of the
 same key before it (the group's own state, the user's own, a parent's published fingerprint).
+
+The deletion guard's records (processors/deletion_guard.py: "guard" and "deletes/<group id>") are
+kept under the prefix "guard/", as the guard hands them over (take_writes) and as it rebuilds
+from them (from_state): the store writes them through in the same order, after the outputs.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Any
 
 TABLES = ("users", "groups")  # parents is derived from groups (see ProcessorStore.load)
 _APPLIED = "applied"
+_GUARD = "guard"  # the deletion guard's records: guard/guard, guard/deletes/<group id>
 _SEPARATOR = "/"
 
 Write = tuple[bytes, bytes | None]  # a processors.state record: key, value (None: deleted)
@@ -77,6 +82,7 @@ class ProcessorStore:
         # would look linked already).
         self.parents: dict[str, list[str]] = {}
         self._applied: dict[str, int] = {}  # "topic/partition" -> offset of the last record folded in
+        self.guard: dict[str, Any] = {}  # the deletion guard's records as last loaded (DeletionGuard.from_state)
 
     @property
     def users(self) -> TrackedTable:
@@ -94,6 +100,7 @@ class ProcessorStore:
         """
         self._pending.clear()
         self._applied.clear()
+        self.guard.clear()
         self.parents.clear()
         for table in self.tables.values():
             table._data.clear()
@@ -102,6 +109,8 @@ class ProcessorStore:
             value = json.loads(raw_value)
             if name == _APPLIED:
                 self._applied[key] = int(value)
+            elif name == _GUARD:
+                self.guard[key] = value
             elif name in self.tables:
                 self.tables[name]._restore(key, value)
             else:
@@ -121,6 +130,11 @@ class ProcessorStore:
         writes = list(self._pending.items())
         self._pending.clear()
         return writes
+
+    @staticmethod
+    def guard_writes(records: Mapping[str, Any]) -> list[Write]:
+        """processors.state records of the guard's take_writes() (a None record: a tombstone)."""
+        return [(_state_key(_GUARD, key), None if value is None else _encode(value)) for key, value in records.items()]
 
     def applied(self, topic: str, partition: int, offset: int) -> Write:
         """Record that the record at offset is folded in; the marker to write after its changes."""

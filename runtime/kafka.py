@@ -156,6 +156,7 @@ def topic_configs(settings: KafkaSettings) -> dict[str, dict[str, str]]:
         topics.AD_DEAD_LETTER: provisioning_log,
         topics.AD_PENDING: _COMPACTED,
         topics.AD_CREATED: _deleted_after(DAY_MS, HOUR_MS),  # followed from its end by running writers
+        topics.AD_STAGED_DELETES: _COMPACTED,  # the current set: `e2ad deletes list` reads it to its end
         topics.CONTROL: _deleted_after(DAY_MS, HOUR_MS),  # read from its end; a day of operator commands
         topics.STATUS: _COMPACTED,
         topics.PROCESSORS_STATE: _COMPACTED,

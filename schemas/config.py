@@ -255,6 +255,17 @@ class ProcessorSettings(_Section):
     web_port: int | None = Field(None, ge=1, le=65535)
 
 
+class DeleteSettings(_Section):
+    """The deletion guard (processors/deletion_guard.py): a burst of deletes is held, not applied."""
+
+    # A burst of this many group deletes or more within window_seconds is staged for an operator
+    # (Cloud Sync's accidental-deletion threshold: 500, at most 499 pass); 0: no guard.
+    threshold: int = Field(500, ge=0)
+    # The burst window; every delete waits this long before it is released, so that a burst is
+    # recognised before any of it reaches AD.
+    window_seconds: float = Field(300.0, gt=0)
+
+
 class WriterSettings(_Section):
     """The AD writers: transient-fault backoff, quarantine (entra-provisioning.md §4.2), web server."""
 
@@ -377,6 +388,7 @@ class Settings(_Section):
     ad: AdSettings = Field(default_factory=AdSettings)
     provisioning: ProvisioningSettings = Field(default_factory=ProvisioningSettings)
     processors: ProcessorSettings = Field(default_factory=ProcessorSettings)
+    deletes: DeleteSettings = Field(default_factory=DeleteSettings)
     writer: WriterSettings = Field(default_factory=WriterSettings)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     # Target AD attribute → Entra expression, over Cloud Sync's defaults (parentDistinguishedName

@@ -13,7 +13,8 @@ from pydantic import BaseModel, Field
 
 from schemas.desired import AttributeValue
 
-Action = Literal["create", "update", "delete", "skip"]
+# StagedDelete: the processors' deletion guard held the group's delete for an operator.
+Action = Literal["create", "update", "delete", "skip", "StagedDelete"]
 Status = Literal["success", "failure", "skipped", "warning"]
 
 

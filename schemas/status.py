@@ -1,6 +1,7 @@
-"""Each writer's state on e2ad.status (compacted, keyed by the writer's name), published on every change.
+"""Each stage's state on e2ad.status (compacted), published on every change.
 
-Read by `e2ad quarantine status`; the writer's /healthz answers with the same record.
+WriterStatus is keyed by the writer's name; ProcessorStatus (the deletion guard) by "processors".
+Read by `e2ad quarantine status`; each stage's /healthz answers with the same record.
 """
 
 from __future__ import annotations
@@ -30,6 +31,30 @@ class WriterStatus(BaseModel):
     failing: int = 0
     reference_failing: int = 0  # decided, but with members that could not be resolved
     ad_unavailable_since: dt.datetime | None = None  # the DC is unreachable or busy: partitions paused
+    updated_at: dt.datetime = Field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+    @property
+    def healthy(self) -> bool:
+        return self.state == "running"
+
+
+PROCESSORS_KEY = "processors"  # the processors' record on e2ad.status (no writer is named so: see writers)
+# running: deletes flow (each waits out the guard's window). quarantined: a burst of deletes
+# reached the threshold; they are staged until approved, rejected or a restart.
+ProcessorState = Literal["running", "quarantined"]
+
+
+class ProcessorStatus(BaseModel):
+    stage: Literal["processors"] = PROCESSORS_KEY
+    state: ProcessorState
+    reason: str | None = None  # "delete threshold exceeded" while quarantined
+    since: dt.datetime | None = None  # quarantined since (the trip)
+    staged: int = 0  # deletes waiting for an operator (ad.staged-deletes)
+    pending: int = 0  # deletes waiting for their window to pass
+    burst_deletes: int | None = None  # the trip's burst: distinct groups deleted within the window
+    threshold: int
+    window_seconds: float
+    forcing_since: dt.datetime | None = None  # `e2ad restart --force-deletes`: deletes unguarded since
     updated_at: dt.datetime = Field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     @property

@@ -20,16 +20,21 @@ AD_RESULTS = "ad.results"  # the provisioning log: one record per writer decisio
 AD_DEAD_LETTER = "ad.dead-letter"  # records the writer could not apply, with the reason
 AD_PENDING = "ad.pending"  # compacted: parent groups waiting for nested groups not in AD yet
 AD_CREATED = "ad.created"  # groups a writer just created; every writer reads it (one partition)
-CONTROL = "e2ad.control"  # operator commands to running stages: clear quarantine
-STATUS = "e2ad.status"  # compacted: each writer's state (running, quarantined and why), keyed by its name
+# compacted: the deletes the deletion guard holds for an operator, the latest per group (a
+# tombstone once approved, rejected or superseded)
+AD_STAGED_DELETES = "ad.staged-deletes"
+CONTROL = "e2ad.control"  # operator commands to running stages: quarantine, staged deletes, restart
+# compacted: each writer's state (running, quarantined and why), keyed by its name, and the
+# processors' (the deletion guard), keyed "processors"
+STATUS = "e2ad.status"
 # compacted, one partition: the processors' users, groups and parents, and the offsets folded in
 PROCESSORS_STATE = "processors.state"
 # How long each topic keeps its records (retention or compaction): runtime/kafka.py topic_configs.
-# Topics of features not built yet (ad.staged-deletes, e2ad.config) are not created until they are:
+# Topics of features not built yet (e2ad.config) are not created until they are:
 # docs/architecture.md#topics.
 
 # Topics keyed by object id share one partition count so that stages stay co-partitioned.
-KEYED_BY_OBJECT = frozenset({GRAPH_CHANGES, AD_DESIRED, AD_RESULTS, AD_DEAD_LETTER, AD_PENDING})
+KEYED_BY_OBJECT = frozenset({GRAPH_CHANGES, AD_DESIRED, AD_RESULTS, AD_DEAD_LETTER, AD_PENDING, AD_STAGED_DELETES})
 ALL_TOPICS = (
     GRAPH_NOTIFICATIONS,
     GRAPH_CHANGES,
@@ -39,6 +44,7 @@ ALL_TOPICS = (
     AD_DEAD_LETTER,
     AD_PENDING,
     AD_CREATED,
+    AD_STAGED_DELETES,
     CONTROL,
     STATUS,
     PROCESSORS_STATE,

@@ -23,7 +23,7 @@ from harness.pipeline import Pipeline
 from harness.services import free_port
 from harness.standin import GraphStandin, Mutation, running_standin
 from schemas import topics
-from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings, WebhookSettings
+from schemas.config import AdSettings, DeleteSettings, KafkaSettings, ProvisioningSettings, Settings, WebhookSettings
 from schemas.desired import UNIVERSAL_SECURITY_GROUP
 from schemas.results import ProvisioningResult
 from tests.integration.stages import TopicWatcher
@@ -93,6 +93,7 @@ async def test_graph_changes_reach_ad_through_kafka(
             ),
             ad=ad_settings,
             provisioning=ProvisioningSettings(target_container=test_ou),
+            deletes=DeleteSettings(window_seconds=1),  # a delete waits the guard's window: scaled down
             state_dir=tmp_path / "state",
         )
         async with (

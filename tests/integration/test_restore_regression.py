@@ -17,7 +17,7 @@ import pytest
 from harness.pipeline import Pipeline
 from harness.services import free_port
 from harness.standin import running_standin
-from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings, WebhookSettings
+from schemas.config import AdSettings, DeleteSettings, KafkaSettings, ProvisioningSettings, Settings, WebhookSettings
 from tests.integration.test_end_to_end import create_ad_user, read_group, until
 
 
@@ -44,6 +44,7 @@ async def test_a_member_removed_before_a_soft_delete_is_not_in_ad_after_the_rest
             ),
             ad=ad_settings,
             provisioning=ProvisioningSettings(target_container=test_ou),
+            deletes=DeleteSettings(window_seconds=1),  # a delete waits the guard's window: scaled down
             state_dir=tmp_path / "state",
         )
 

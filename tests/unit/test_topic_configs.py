@@ -14,6 +14,7 @@ COMPACTED = {
     topics.GRAPH_CURSORS,
     topics.AD_DESIRED,
     topics.AD_PENDING,
+    topics.AD_STAGED_DELETES,
     topics.STATUS,
     topics.PROCESSORS_STATE,
 }

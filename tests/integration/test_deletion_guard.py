@@ -1,0 +1,271 @@
+"""The deletion guard in the processors, a real process on the real broker (no DC needed).
+
+Threshold 500 as in production; the window is scaled down (WINDOW seconds) so that a held delete
+is released within the test, yet long enough for the processors to fold 600 deletes inside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import email
+import email.policy
+import socket
+from collections.abc import Callable, Iterator
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from pydantic import BaseModel
+
+from harness.services import free_port
+from runtime import kafka
+from schemas import topics
+from schemas.changes import GroupChanged, GroupRemoved
+from schemas.config import KafkaSettings
+from schemas.control import ControlCommand
+from schemas.deletes import StagedDelete
+from schemas.desired import DesiredGroup
+from schemas.results import ProvisioningResult
+from schemas.status import ProcessorStatus
+from tests.integration.stages import TopicWatcher, running_stage
+
+pytestmark = pytest.mark.integration
+
+WINDOW = 6.0
+NOW = dt.datetime.now(dt.UTC)
+
+
+class Inbox:
+    """An aiosmtpd handler that keeps the messages that arrive (it runs in aiosmtpd's own thread)."""
+
+    def __init__(self) -> None:
+        self.received: list[EmailMessage] = []
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        message = email.message_from_bytes(envelope.original_content or b"", policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        self.received.append(message)
+        return "250 OK"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def inbox() -> Iterator[tuple[Inbox, int]]:
+    handler = Inbox()
+    port = _free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()
+
+
+def env(kafka_settings: KafkaSettings, tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        "E2AD_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
+        "E2AD_PROVISIONING__TARGET_CONTAINER": "OU=Groups,DC=e2ad,DC=test",
+        "E2AD_STATE_DIR": str(tmp_path / "state"),
+        "E2AD_DELETES__THRESHOLD": "500",
+        "E2AD_DELETES__WINDOW_SECONDS": str(WINDOW),
+        **extra,
+    }
+
+
+def mail_env(port: int) -> dict[str, str]:
+    return {
+        "E2AD_NOTIFICATIONS__EMAIL__SMTP_HOST": "127.0.0.1",
+        "E2AD_NOTIFICATIONS__EMAIL__SMTP_PORT": str(port),
+        "E2AD_NOTIFICATIONS__EMAIL__SECURITY": "none",
+        "E2AD_NOTIFICATIONS__EMAIL__FROM": "e2ad <e2ad@corp.example>",
+        "E2AD_NOTIFICATIONS__EMAIL__TO": '["identity-admins@corp.example"]',
+    }
+
+
+def group_id(prefix: str, n: int) -> str:
+    return f"{prefix}-{n:04d}-0000-4000-8000-000000000000"
+
+
+def created(ids: list[str]) -> list[tuple[str, BaseModel]]:
+    return [
+        (
+            gid,
+            GroupChanged(
+                id=gid,
+                observed_at=NOW,
+                attributes={"securityEnabled": True, "mailEnabled": False, "displayName": f"Group {gid[:9]}"},
+            ),
+        )
+        for gid in ids
+    ]
+
+
+def removed(ids: list[str]) -> list[tuple[str, BaseModel]]:
+    # Half soft-deleted ("changed": in the recycle bin), half hard-deleted.
+    return [
+        (gid, GroupRemoved(id=gid, observed_at=NOW, reason="changed" if i % 2 else "deleted"))
+        for i, gid in enumerate(ids)
+    ]
+
+
+async def send_all(settings: KafkaSettings, topic: str, records: list[tuple[str, BaseModel]]) -> None:
+    """Publish in one go (one batch per partition), not a round trip per record."""
+    producer = kafka.producer(settings)
+    await producer.start()
+    try:
+        sent = [await producer.send(topic, topics.encode(r), key=topics.key(k)) for k, r in records]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+
+async def command(settings: KafkaSettings, order: ControlCommand) -> None:
+    await send_all(settings, topics.CONTROL, [("control", order)])
+
+
+def optional(parse: Callable[[bytes], Any]) -> Callable[[bytes | None], Any]:
+    return lambda value: None if value is None else parse(value)
+
+
+def absent(desired: list[DesiredGroup], ids: set[str]) -> list[DesiredGroup]:
+    return [d for d in desired if d.state == "absent" and d.group_id in ids]
+
+
+async def eventually(condition: Callable[[], bool], watchers: list[TopicWatcher], timeout: float) -> None:
+    """Until condition() holds, reading every watcher along."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            for watcher in watchers:
+                await _drain(watcher)
+            if not watchers:
+                await asyncio.sleep(0.1)
+
+
+async def _drain(watcher: TopicWatcher) -> None:
+    """Read what the topic holds now into watcher.seen."""
+    with contextlib.suppress(TimeoutError):
+        await watcher.wait_for(lambda _: False, timeout=0.2)
+
+
+async def test_a_burst_is_staged_survives_a_restart_and_is_applied_once_on_approval(
+    kafka_settings: KafkaSettings, tmp_path: Path, inbox: tuple[Inbox, int]
+) -> None:
+    mails, smtp_port = inbox
+    ids = [group_id("b", n) for n in range(600)]
+    wanted = set(ids)
+    canary = group_id("c", 1)
+    web_port = free_port()
+    settings = env(kafka_settings, tmp_path, E2AD_PROCESSORS__WEB_PORT=str(web_port), **mail_env(smtp_port))
+    async with (
+        TopicWatcher(kafka_settings, topics.AD_DESIRED, DesiredGroup.model_validate_json) as desired,
+        TopicWatcher(kafka_settings, topics.AD_STAGED_DELETES, optional(StagedDelete.model_validate_json)) as staged,
+        TopicWatcher(kafka_settings, topics.AD_RESULTS, ProvisioningResult.model_validate_json) as results,
+        TopicWatcher(kafka_settings, topics.STATUS, ProcessorStatus.model_validate_json) as status,
+    ):
+        watchers = [desired, staged, results, status]
+        with running_stage("process", settings, tmp_path / "process-1.log"):
+            await send_all(kafka_settings, topics.GRAPH_CHANGES, created(ids))
+            await eventually(lambda: len({d.group_id for d in desired.seen}) == 600, watchers, 90)
+
+            # 600 deletes (half soft, half hard) in one go, and a group created in the same batch.
+            await send_all(kafka_settings, topics.GRAPH_CHANGES, [*removed(ids), *created([canary])])
+            await desired.wait_for(lambda d: d.group_id == canary and d.state == "present", timeout=30)
+            await eventually(
+                lambda: (
+                    len([s for s in staged.seen if s]) == 600
+                    and len([r for r in results.seen if r.action == "StagedDelete"]) == 600
+                    and any(s.state == "quarantined" and s.staged == 600 for s in status.seen)
+                ),
+                watchers,
+                60,
+            )
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"http://127.0.0.1:{web_port}/healthz") as health:
+                    assert health.status == 503
+                    assert (await health.json())["reason"] == "delete threshold exceeded"
+                async with http.get(f"http://127.0.0.1:{web_port}/metrics") as metrics:
+                    text = await metrics.text()
+            assert "e2ad_processors_staged_deletes 600.0" in text
+            assert "e2ad_processors_delete_threshold_exceeded 1.0" in text
+            await eventually(lambda: len(mails.received) == 1, [], 20)
+
+        assert {s.group_id for s in staged.seen if s} == wanted
+        assert {s.reason for s in staged.seen if s} == {"deleted in Entra", "soft-deleted in Entra"}
+        result = next(r for r in results.seen if r.action == "StagedDelete")
+        assert result.status == "skipped" and "e2ad deletes approve" in result.steps[-1].description
+        message = mails.received[0]
+        body = message.get_content()
+        assert "600 group deletes held" in message["Subject"]
+        for line in ("e2ad deletes list", "e2ad deletes approve --all", "e2ad deletes reject --all", "e2ad restart"):
+            assert line in body
+        assert "Group b-0000-0" in body and "... and 580 more" in body
+
+        # Restarted while deletes are staged: still staged, still quarantined, nothing deleted.
+        restarted_at = dt.datetime.now(dt.UTC)
+        with running_stage("process", settings, tmp_path / "process-2.log"):
+            await status.wait_for(lambda s: s.updated_at > restarted_at and s.state == "quarantined", timeout=60)
+            await asyncio.sleep(WINDOW + 1)
+            assert absent(desired.seen, wanted) == [], "a staged delete reached ad.desired"
+
+            approval = ControlCommand(command="approve-deletes")
+            await command(kafka_settings, approval)
+            await eventually(lambda: len(absent(desired.seen, wanted)) == 600, watchers, 60)
+            await eventually(lambda: sum(s is None for s in staged.seen) == 600, watchers, 30)
+            await status.wait_for(lambda s: s.state == "running" and s.staged == 0, timeout=30)
+            await command(kafka_settings, approval)  # delivered again: applied once
+            await asyncio.sleep(2)
+            await _drain(desired)
+        assert len(absent(desired.seen, wanted)) == 600
+        assert len(mails.received) == 1, "one e-mail per trip"
+
+
+async def test_below_the_threshold_deletes_pass_after_the_window_and_a_spread_burst_is_held_then_rejected(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    few = [group_id("f", n) for n in range(499)]
+    spread = [group_id("s", n) for n in range(600)]
+    async with (
+        TopicWatcher(kafka_settings, topics.AD_DESIRED, DesiredGroup.model_validate_json) as desired,
+        TopicWatcher(kafka_settings, topics.AD_STAGED_DELETES, optional(StagedDelete.model_validate_json)) as staged,
+        TopicWatcher(kafka_settings, topics.STATUS, ProcessorStatus.model_validate_json) as status,
+    ):
+        watchers = [desired, staged, status]
+        with running_stage("process", env(kafka_settings, tmp_path), tmp_path / "process.log") as process:
+            await send_all(kafka_settings, topics.GRAPH_CHANGES, created(few + spread))
+            await eventually(lambda: len({d.group_id for d in desired.seen}) == 1099, watchers, 90)
+
+            # 499 deletes in one go: held for the window, then all released.
+            sent_at = asyncio.get_running_loop().time()
+            await send_all(kafka_settings, topics.GRAPH_CHANGES, removed(few))
+            await eventually(lambda: len(absent(desired.seen, set(few))) == 499, watchers, 60)
+            assert asyncio.get_running_loop().time() - sent_at >= WINDOW - 0.5, "released before the window"
+            assert [s for s in staged.seen if s] == []
+            await asyncio.sleep(WINDOW)  # they leave the window: the next burst is counted on its own
+
+            # 600 deletes in 30 rounds of 20, within the window: held the same way.
+            for start in range(0, 600, 20):
+                await send_all(kafka_settings, topics.GRAPH_CHANGES, removed(spread[start : start + 20]))
+                await asyncio.sleep(0.05)
+            await eventually(lambda: len([s for s in staged.seen if s]) == 600, watchers, 60)
+            await status.wait_for(lambda s: s.state == "quarantined", timeout=30)
+
+            await command(kafka_settings, ControlCommand(command="reject-deletes"))
+            await eventually(lambda: sum(s is None for s in staged.seen) == 600, watchers, 60)
+            await status.wait_for(lambda s: s.state == "running" and s.staged == 0, timeout=30)
+            await asyncio.sleep(WINDOW + 1)
+            await _drain(desired)
+            assert absent(desired.seen, set(spread)) == [], "a rejected delete reached ad.desired"
+            assert process.poll() is None
+    log = (tmp_path / "process.log").read_text()
+    assert "no e-mail is configured" in log
