@@ -15,14 +15,13 @@ GRAPH_NOTIFICATIONS = "graph.notifications"
 GRAPH_CHANGES = "graph.changes"  # normalised user / group changes from delta rounds
 GRAPH_CURSORS = "graph.cursors"  # compacted: the deltaLink of each resource
 AD_DESIRED = "ad.desired"  # compacted: the whole desired state of each group
-AD_STAGED_DELETES = "ad.staged-deletes"  # compacted: deletes held by the deletion threshold, keyed by group id
+# compacted: the deletes the deletion guard holds for an operator, the latest per group (a
+# tombstone once approved, rejected or superseded)
+AD_STAGED_DELETES = "ad.staged-deletes"
 AD_RESULTS = "ad.results"  # the provisioning log: one record per writer decision
 AD_DEAD_LETTER = "ad.dead-letter"  # records the writer could not apply, with the reason
 AD_PENDING = "ad.pending"  # compacted: parent groups waiting for nested groups not in AD yet
 AD_CREATED = "ad.created"  # groups a writer just created; every writer reads it (one partition)
-# compacted: the deletes the deletion guard holds for an operator, the latest per group (a
-# tombstone once approved, rejected or superseded)
-AD_STAGED_DELETES = "ad.staged-deletes"
 CONTROL = "e2ad.control"  # operator commands to running stages: quarantine, staged deletes, restart
 # compacted: each writer's state (running, quarantined and why), keyed by its name, and the
 # processors' (the deletion guard), keyed "processors"

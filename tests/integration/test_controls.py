@@ -7,7 +7,6 @@ and the next round is a full one, whether ingest runs when the restart is sent o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import logging
@@ -15,8 +14,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import TopicPartition
-from aiokafka.admin import NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
 from click.testing import CliRunner, Result
 
 from e2ad.cli import main
@@ -198,16 +195,6 @@ def staged_delete(group_id: str, display_name: str) -> StagedDelete:
 
 async def stage(kafka_settings: KafkaSettings, *deletes: StagedDelete, unstaged: tuple[str, ...] = ()) -> None:
     """Write ad.staged-deletes as the processors do: a record per staged group, a tombstone when it ends."""
-    client = kafka.admin(kafka_settings)
-    await client.start()
-    try:
-        # Created here until ensure_topics creates it (the deletion guard's branch adds it to ALL_TOPICS).
-        with contextlib.suppress(TopicAlreadyExistsError):
-            await client.create_topics(
-                [NewTopic(topics.AD_STAGED_DELETES, 1, 1, topic_configs={"cleanup.policy": "compact"})]
-            )
-    finally:
-        await client.close()
     producer = kafka.producer(kafka_settings)
     await producer.start()
     try:
