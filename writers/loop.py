@@ -46,8 +46,9 @@ class Sink(Protocol):
     async def write(self, records: Sequence[ConsumerRecord], stop: asyncio.Event) -> int:
         """Write the records (in offset order per partition); how many, from the first, are finished.
 
-        All of them, unless `stop` was set meanwhile. Raises Backpressure; an empty batch is a
-        probe after a hold, for the sink to tell whether it can write again.
+        All of them, unless `stop` was set meanwhile or the sink took fewer (a probe after a
+        hold); the rest are delivered again. Raises Backpressure. An empty batch is a probe
+        with no record waiting, for the sink to tell whether it can write again.
         """
         ...
 

@@ -118,6 +118,8 @@ class GroupSink:
         Their ad.desired records are committed already; ad.pending holds their wait, and a parent
         stays due until it is converged, so a DC outage or a stop here only postpones it.
         """
+        if self.hold.wait() != 0 or not self.hold.quarantine.writing:
+            return  # held: the next write() says for how long
         for waiting in await self._guarded(0, self._pending.due(self._resolve)):
             if stop.is_set():
                 return
