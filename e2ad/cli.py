@@ -187,7 +187,7 @@ def reconcile(ctx: Context) -> None:
     except KafkaUnreachable as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(", ".join(f"{count} {status}" for status, count in sorted(statuses.items())) or "no desired states")
-    if statuses["failure"] or statuses["unusable"]:
+    if statuses["failure"] or statuses["unusable"] or statuses["unconverged"]:
         sys.exit(1)
 
 

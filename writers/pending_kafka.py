@@ -1,6 +1,6 @@
 """The Kafka side of nested groups in any order: ad.pending keeps the waits, ad.created announces.
 
-A writer's loop drives one PendingKafka. What makes it exact, without polling AD:
+A writer's group sink drives one PendingKafka. What makes it exact, without polling AD:
 - ad.created is followed from its end *before* the writer joins its consumer group. A group
   created after that is announced to this writer; one created before is found by the single
   lookup of the loaded parents' missing anchors after each (re)assignment (`due`).
@@ -97,13 +97,17 @@ class PendingKafka:
             sorted(committed),
         )
 
-    async def settle(self, desired: DesiredGroup, partition: int, convergence: Convergence) -> list[asyncio.Future]:
+    async def settle(
+        self, desired: DesiredGroup, partition: int | None, convergence: Convergence
+    ) -> list[asyncio.Future]:
         """After converging `desired` (from `partition` of ad.desired): record its wait, announce its creation.
+
+        With no partition (`e2ad reconcile` owns none) no wait is recorded, but a creation is announced.
 
         Returns the send futures; await them before committing the ad.desired offset.
         """
         sent = []
-        change = self.references.record(desired, partition, convergence.missing)
+        change = self.references.record(desired, partition, convergence.missing) if partition is not None else None
         if change is not None:
             value = topics.encode(change.record) if change.record is not None else None
             key = topics.key(change.group_id)

@@ -4,7 +4,8 @@ A writer enters quarantine when the DC rejects its credentials, or when the grou
 fail consistently. Quarantined, it writes nothing but one record at each scheduled retry
 (6 h, 12 h, 24 h after entering, then daily); the first success, or `e2ad quarantine clear`,
 leaves quarantine, and 28 days without one disable it until cleared. Time comes from an
-injectable clock, so the schedule is tested without waiting; the consumer loop does the I/O.
+injectable clock, so the schedule is tested without waiting; writers/hold.py joins it with the
+DC backoff, and the group sink does the I/O.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def outcome_of(status: Status) -> Outcome:
     return {"failure": "failed", "warning": "reference-failed"}.get(status, "ok")  # type: ignore[return-value]
 
 
-def _utc_now() -> dt.datetime:
+def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
@@ -75,7 +76,7 @@ class Quarantine:
     counting. Leaving quarantine starts a new evaluation window.
     """
 
-    def __init__(self, policy: QuarantinePolicy | None = None, clock: Callable[[], dt.datetime] = _utc_now) -> None:
+    def __init__(self, policy: QuarantinePolicy | None = None, clock: Callable[[], dt.datetime] = utc_now) -> None:
         self.policy = policy or QuarantinePolicy()
         self._clock = clock
         self.state: WriterState = "running"

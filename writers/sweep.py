@@ -1,60 +1,66 @@
 """`e2ad reconcile`: one pass that converges AD to every group's latest desired state.
 
 ad.desired is compacted, so reading it from the start gives the latest state of each group.
-Converging them all repairs drift made by hand in AD without waiting for the next change in
-Entra; every decision goes to the provisioning log as the writers' do.
+The pass feeds them to the writers' group sink (writers/sink.py), so it repairs drift made by
+hand in AD without waiting for the next change in Entra and decides as a writer does: every
+decision in the provisioning log, failures (an unusable record too) on ad.dead-letter, and a
+group it creates announced on ad.created, where a running writer's waiting parent hears it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import Counter
-
-import pydantic
 
 from runtime import kafka
 from runtime.names import instance_name
 from schemas import topics
 from schemas.config import Settings
-from schemas.desired import DesiredGroup
-from writers.directory import Directory
-from writers.provision import converge
+from writers.hold import Hold
+from writers.loop import Backpressure
+from writers.metrics import WriterMetrics
+from writers.pending_kafka import PendingKafka
+from writers.sink import DesiredRecord, GroupSink
 
-log = logging.getLogger(__name__)
+# Where the dead letters of this pass say their desired state was read.
+SOURCE = f"{topics.AD_DESIRED} (e2ad reconcile)"
 
 
 async def reconcile_all(settings: Settings) -> Counter[str]:
-    """Converge every group in ad.desired once; returns how many decisions had which status."""
+    """Converge every group in ad.desired once; returns how many decisions had which status.
+
+    Raises DirectoryUnavailable or BindRejected when AD cannot decide: one pass has no later
+    to retry in. Records left undecided by a quarantine count as "unconverged".
+    """
     latest = await kafka.read_latest(settings.kafka, topics.AD_DESIRED)
-    name = instance_name("reconcile")
-    directory = Directory(settings.ad)
+    records = [DesiredRecord(key, value, SOURCE, partition=None) for key, value in latest.items()]
     producer = kafka.producer(settings.kafka)
-    statuses: Counter[str] = Counter()
+    sink: GroupSink | None = None
     try:
         await producer.start()  # inside: a failed start is stopped too, leaving no unclosed producer
-        await asyncio.to_thread(directory.open)
-        for key, value in latest.items():
-            try:
-                desired = topics.decode(DesiredGroup, value)
-            except pydantic.ValidationError as exc:
-                log.error("skipping unusable desired state for %s: %s", key.decode(errors="replace"), exc)
-                statuses["unusable"] += 1
-                continue
-            convergence = await asyncio.to_thread(
-                converge,
-                directory,
-                desired,
-                default_container=settings.provisioning.target_container,
-                containers=settings.provisioning.write_containers,
-                writer=name,
-            )
-            result = convergence.result
-            await producer.send_and_wait(topics.AD_RESULTS, topics.encode(result), key=key)
-            statuses[result.status] += 1
-            if result.status != "skipped":
-                log.info("%s %s %s: %s", result.action, result.status, result.anchor, result.error_message or result.dn)
+        sink = GroupSink(
+            settings,
+            name=instance_name("reconcile"),
+            producer=producer,
+            # Owns no partition of ad.desired: it records no waits, and announces what it creates.
+            pending=PendingKafka(settings.kafka, producer),
+            hold=Hold.from_settings(settings.writer),
+            metrics=WriterMetrics(),
+            status_changed=_no_status,
+        )
+        await sink.open()
+        try:
+            await sink.converge(records, asyncio.Event())
+        except Backpressure as exc:
+            if isinstance(exc.__cause__, Exception):
+                raise exc.__cause__ from None
+            sink.statuses["unconverged"] += len(records) - exc.done
+        return sink.statuses
     finally:
         await producer.stop()
-        await asyncio.to_thread(directory.close)
-    return statuses
+        if sink is not None:
+            await sink.close()
+
+
+async def _no_status() -> None:
+    """A pass is no writer: it reports no status on e2ad.status."""
