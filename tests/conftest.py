@@ -56,9 +56,9 @@ def ad_settings(dc_endpoints: Endpoints) -> AdSettings:
 @pytest.fixture
 def test_ou(ad_settings: AdSettings) -> Iterator[str]:
     """An OU of this test's own under the shared DC, removed with everything in it afterwards."""
-    import ldap3  # here, so unit-only runs need no LDAP import
+    from tests.integration.helpers import admin_connection  # here, so unit-only runs need no LDAP import
 
-    conn = _admin_connection(ad_settings, ldap3)
+    conn = admin_connection(ad_settings)
     ou = f"OU=t-{uuid.uuid4().hex[:10]},{ad_settings.base_dn}"
     conn.add(ou, "organizationalUnit")
     assert conn.result["result"] == 0, conn.result
@@ -68,32 +68,17 @@ def test_ou(ad_settings: AdSettings) -> Iterator[str]:
     finally:
         # A new connection: a fault test may have restarted the DC meanwhile. Tree delete
         # (1.2.840.113556.1.4.805): the OU and everything the test left in it.
-        conn = _admin_connection(ad_settings, ldap3)
+        conn = admin_connection(ad_settings)
         conn.delete(ou, controls=[("1.2.840.113556.1.4.805", True, None)])
         conn.unbind()
-
-
-def _admin_connection(settings: AdSettings, ldap3):  # type: ignore[no-untyped-def]
-    import ssl
-
-    tls = ldap3.Tls(
-        validate=ssl.CERT_REQUIRED,
-        ca_certs_file=str(settings.ca_file),
-        valid_names=[settings.tls_server_name] if settings.tls_server_name else None,
-    )
-    server = ldap3.Server(settings.url, tls=tls, get_info=ldap3.NONE)
-    assert settings.bind_password is not None
-    return ldap3.Connection(
-        server, settings.bind_dn, settings.bind_password.get_secret_value(), auto_bind=True, raise_exceptions=False
-    )
 
 
 @pytest.fixture
 def ad_admin(ad_settings: AdSettings) -> Iterator[object]:
     """A plain ldap3 connection for tests to look at (and tamper with) AD directly."""
-    import ldap3
+    from tests.integration.helpers import admin_connection
 
-    conn = _admin_connection(ad_settings, ldap3)
+    conn = admin_connection(ad_settings)
     yield conn
     conn.unbind()
 

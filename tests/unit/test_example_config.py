@@ -13,23 +13,12 @@ from pydantic import BaseModel
 from e2ad.settings import load_settings
 from runtime.config import SECRET_FIELDS
 from schemas.config import Settings
+from tests.example_config import EXAMPLE, example_secrets
 
-EXAMPLE = Path(__file__).parents[2] / "e2ad.example.yaml"
 # Free-form maps: their keys are AD attributes and token names, not fields.
 MAPS = {"mappings", "tokens"}
 _SECTION = re.compile(r"^([a-z_]+):")
 _SETTING = re.compile(r"^  (?:# )?([a-z][a-z0-9_]*):(?:\s|$)")
-
-
-def example_secrets(tmp_path: Path) -> dict[str, str]:
-    """E2AD_…_FILE variables pointing each secret file the example names at one of this test's own:
-    the example's /etc/e2ad/secrets exist only on a deployed host."""
-    environ = {}
-    for section, field in SECRET_FIELDS:
-        secret = tmp_path / f"{section}.{field}"
-        secret.write_text(f"  {section}-{field}-from-file\n")
-        environ[f"E2AD_{section}__{field}_FILE".upper()] = str(secret)
-    return environ
 
 
 def documented_settings(text: str) -> set[tuple[str, str]]:
