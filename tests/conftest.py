@@ -4,6 +4,10 @@ The embedded noida-db broker starts in about 0.1 s, so every test gets an empty 
 test sees another's records. E2AD_TEST_KAFKA_BOOTSTRAP points the tests at another broker
 (e.g. Apache Kafka) instead; run them one at a time against it, since the topics are shared.
 The DC's LDAP ports are fixed, so all tests share it and isolate themselves by OU (test_ou).
+
+Only tests marked `integration` may reach these services: every test under tests/integration is
+marked so, and a test elsewhere that asks for one of them (however indirectly) without the mark
+fails the collection, so that `pytest -m "not integration"` never starts a broker or the DC.
 """
 
 from __future__ import annotations
@@ -23,6 +27,28 @@ from harness.services import Endpoints, LocalServices, free_port
 from runtime.kafka import ensure_topics
 from schemas.config import AdSettings, KafkaSettings
 from tests.integration.stages import stop_stage
+
+# The fixtures that start a broker or the DC: a test whose fixtures include one must be marked integration.
+SERVICE_FIXTURES = frozenset({"dc_services", "kafka_settings", "failover_kafka_settings"})
+INTEGRATION_DIR = Path(__file__).parent / "integration"
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by the marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if INTEGRATION_DIR in item.path.parents:
+            item.add_marker(pytest.mark.integration)
+    unmarked = [item.nodeid for item in items if unmarked_service_user(item)]
+    if unmarked:
+        raise pytest.UsageError(
+            "tests that reach a broker or the DC must be marked integration: " + ", ".join(unmarked)
+        )
+
+
+def unmarked_service_user(item: pytest.Item) -> bool:
+    """Whether a test not marked integration would start a broker or the DC through its fixtures."""
+    fixtures = set(getattr(item, "fixturenames", ()))
+    return bool(fixtures & SERVICE_FIXTURES) and item.get_closest_marker("integration") is None
 
 
 @pytest.fixture(scope="session")
