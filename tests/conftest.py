@@ -4,6 +4,10 @@ The embedded noida-db broker starts in about 0.1 s, so every test gets an empty 
 test sees another's records. E2AD_TEST_KAFKA_BOOTSTRAP points the tests at another broker
 (e.g. Apache Kafka) instead; run them one at a time against it, since the topics are shared.
 The DC's LDAP ports are fixed, so all tests share it and isolate themselves by OU (test_ou).
+
+Only tests marked `integration` may reach these services: every test under tests/integration is
+marked so, and a test elsewhere that asks for one of them (however indirectly) without the mark
+fails the collection, so that `pytest -m "not integration"` never starts a broker or the DC.
 """
 
 from __future__ import annotations
@@ -23,6 +27,28 @@ from harness.services import Endpoints, LocalServices, free_port
 from runtime.kafka import ensure_topics
 from schemas.config import AdSettings, KafkaSettings
 from tests.integration.stages import stop_stage
+
+# The fixtures that start a broker or the DC: a test whose fixtures include one must be marked integration.
+SERVICE_FIXTURES = frozenset({"dc_services", "kafka_settings", "failover_kafka_settings"})
+INTEGRATION_DIR = Path(__file__).parent / "integration"
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by the marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if INTEGRATION_DIR in item.path.parents:
+            item.add_marker(pytest.mark.integration)
+    unmarked = [item.nodeid for item in items if unmarked_service_user(item)]
+    if unmarked:
+        raise pytest.UsageError(
+            "tests that reach a broker or the DC must be marked integration: " + ", ".join(unmarked)
+        )
+
+
+def unmarked_service_user(item: pytest.Item) -> bool:
+    """Whether a test not marked integration would start a broker or the DC through its fixtures."""
+    fixtures = set(getattr(item, "fixturenames", ()))
+    return bool(fixtures & SERVICE_FIXTURES) and item.get_closest_marker("integration") is None
 
 
 @pytest.fixture(scope="session")
@@ -56,9 +82,9 @@ def ad_settings(dc_endpoints: Endpoints) -> AdSettings:
 @pytest.fixture
 def test_ou(ad_settings: AdSettings) -> Iterator[str]:
     """An OU of this test's own under the shared DC, removed with everything in it afterwards."""
-    import ldap3  # here, so unit-only runs need no LDAP import
+    from tests.integration.helpers import admin_connection  # here, so unit-only runs need no LDAP import
 
-    conn = _admin_connection(ad_settings, ldap3)
+    conn = admin_connection(ad_settings)
     ou = f"OU=t-{uuid.uuid4().hex[:10]},{ad_settings.base_dn}"
     conn.add(ou, "organizationalUnit")
     assert conn.result["result"] == 0, conn.result
@@ -68,32 +94,17 @@ def test_ou(ad_settings: AdSettings) -> Iterator[str]:
     finally:
         # A new connection: a fault test may have restarted the DC meanwhile. Tree delete
         # (1.2.840.113556.1.4.805): the OU and everything the test left in it.
-        conn = _admin_connection(ad_settings, ldap3)
+        conn = admin_connection(ad_settings)
         conn.delete(ou, controls=[("1.2.840.113556.1.4.805", True, None)])
         conn.unbind()
-
-
-def _admin_connection(settings: AdSettings, ldap3):  # type: ignore[no-untyped-def]
-    import ssl
-
-    tls = ldap3.Tls(
-        validate=ssl.CERT_REQUIRED,
-        ca_certs_file=str(settings.ca_file),
-        valid_names=[settings.tls_server_name] if settings.tls_server_name else None,
-    )
-    server = ldap3.Server(settings.url, tls=tls, get_info=ldap3.NONE)
-    assert settings.bind_password is not None
-    return ldap3.Connection(
-        server, settings.bind_dn, settings.bind_password.get_secret_value(), auto_bind=True, raise_exceptions=False
-    )
 
 
 @pytest.fixture
 def ad_admin(ad_settings: AdSettings) -> Iterator[object]:
     """A plain ldap3 connection for tests to look at (and tamper with) AD directly."""
-    import ldap3
+    from tests.integration.helpers import admin_connection
 
-    conn = _admin_connection(ad_settings, ldap3)
+    conn = admin_connection(ad_settings)
     yield conn
     conn.unbind()
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 from aiohttp.test_utils import TestClient
 
 from schemas.notifications import NotificationBatch
+from tests.polling import until
 
 SECRET = "s3cret-client-state"
 TENANT = "11111111-2222-3333-4444-555555555555"
@@ -70,6 +70,8 @@ def worst_case_body(limit: int) -> bytes:
 
 async def until_ready(client: TestClient, timeout: float = 30.0) -> None:
     """Wait until the webhook's /healthz says its sink can persist."""
-    async with asyncio.timeout(timeout):
-        while (await client.get("/healthz")).status != 200:
-            await asyncio.sleep(0.02)
+
+    async def ready() -> bool:
+        return (await client.get("/healthz")).status == 200
+
+    await until(ready, "the webhook's /healthz to answer 200", timeout=timeout, interval=0.02)

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from runtime import kafka
 from schemas import topics
 from schemas.config import KafkaSettings
+from tests.polling import until
 
 T = TypeVar("T")
 
@@ -77,6 +78,7 @@ class TopicWatcher:
     def __init__(self, settings: KafkaSettings, topic: str, parse: Callable[[bytes], T]) -> None:
         self._consumer: AIOKafkaConsumer = kafka.consumer(settings, topic, group_id=None)
         self._parse = parse
+        self.topic = topic
         self.seen: list[T] = []
 
     async def __aenter__(self) -> TopicWatcher:
@@ -87,18 +89,36 @@ class TopicWatcher:
         await self._consumer.stop()
 
     async def wait_for(self, condition: Callable[[T], bool], timeout: float = 30.0) -> T:
-        for record in self.seen:
-            if condition(record):
-                return record
-        async with asyncio.timeout(timeout):
-            while True:
-                batches = await self._consumer.getmany(timeout_ms=200)
-                for messages in batches.values():
-                    for message in messages:
-                        record = self._parse(message.value)
-                        self.seen.append(record)
-                        if condition(record):
-                            return record
+        """The first record, seen before or read now, that meets the condition (asked once a record)."""
+        checked = 0
+
+        async def met() -> list[T]:
+            nonlocal checked
+            for record in self.seen[checked:]:
+                checked += 1
+                if condition(record):
+                    return [record]
+            read = await self._read(0.2)
+            for index, record in enumerate(read):
+                self.seen.append(record)
+                checked += 1
+                if condition(record):
+                    self.seen.extend(read[index + 1 :])
+                    return [record]
+            return []
+
+        [record] = await until(met, f"a record on {self.topic} that meets the condition", timeout=timeout, interval=0)
+        return record
+
+    async def collect(self, seconds: float) -> list[T]:
+        """Read what arrives within `seconds` (or sooner) into `seen`; the records read."""
+        read = await self._read(seconds)
+        self.seen.extend(read)
+        return read
+
+    async def _read(self, seconds: float) -> list[T]:
+        batches = await self._consumer.getmany(timeout_ms=int(seconds * 1000))
+        return [self._parse(message.value) for messages in batches.values() for message in messages]
 
 
 class FlakyDc:

@@ -18,8 +18,8 @@ from harness.services import free_port
 from harness.standin import GraphStandin, running_standin
 from ingest.delta import GROUP_SELECT
 from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings, WebhookSettings
+from tests.example_config import EXAMPLE, example_secrets
 from tests.integration.stages import command_environment
-from tests.unit.test_example_config import EXAMPLE, example_secrets
 
 pytestmark = pytest.mark.integration
 

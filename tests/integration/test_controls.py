@@ -28,7 +28,7 @@ from schemas.control import ControlCommand
 from schemas.deletes import StagedDelete
 from schemas.desired import DesiredGroup
 from tests.fakes import FakeAsyncCredential
-from tests.integration.test_graph_worker import eventually
+from tests.polling import until
 
 pytestmark = pytest.mark.integration
 
@@ -117,11 +117,11 @@ async def test_restart_while_ingest_runs_clears_the_cursors_and_runs_a_full_roun
     worker = worker_for(standin, kafka_settings)
     worker.start_thread()
     try:
-        await eventually(lambda: worker.completed_rounds == 1)
+        await until(lambda: worker.completed_rounds == 1, "1 completed round(s)")
         standin.tenant.update_group(group_id, displayName="Sales EMEA")  # a delta round would list it too
         result = await e2ad(kafka_settings, "restart")
         assert result.exit_code == 0, result.output
-        await eventually(lambda: worker.completed_rounds == 2)
+        await until(lambda: worker.completed_rounds == 2, "2 completed round(s)")
         await asyncio.sleep(1.0)  # one round per restart
         assert worker.completed_rounds == 2
     finally:
@@ -148,7 +148,7 @@ async def test_a_restart_sent_while_ingest_is_stopped_is_applied_when_it_starts(
     first = worker_for(standin, kafka_settings)
     first.start_thread()
     try:
-        await eventually(lambda: first.completed_rounds == 1)
+        await until(lambda: first.completed_rounds == 1, "1 completed round(s)")
     finally:
         await asyncio.to_thread(first.stop)
 
@@ -159,7 +159,7 @@ async def test_a_restart_sent_while_ingest_is_stopped_is_applied_when_it_starts(
     second = worker_for(standin, kafka_settings)
     second.start_thread()
     try:
-        await eventually(lambda: second.completed_rounds == 1)
+        await until(lambda: second.completed_rounds == 1, "1 completed round(s)")
         await asyncio.sleep(1.0)  # the restart read at start made the start's round the full one
         assert second.completed_rounds == 1
     finally:
@@ -172,7 +172,7 @@ async def test_a_restart_sent_while_ingest_is_stopped_is_applied_when_it_starts(
     third = worker_for(standin, kafka_settings)  # applied once: the next start reads from its cursors
     third.start_thread()
     try:
-        await eventually(lambda: third.completed_rounds == 1)
+        await until(lambda: third.completed_rounds == 1, "1 completed round(s)")
     finally:
         await asyncio.to_thread(third.stop)
     assert full_delta_requests(standin) == [True, True, False]

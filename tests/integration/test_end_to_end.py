@@ -8,8 +8,6 @@ the test prints the seconds from the stand-in's change to the change in AD.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -22,43 +20,16 @@ import pytest
 from harness.pipeline import Pipeline
 from harness.services import free_port
 from harness.standin import GraphStandin, Mutation, running_standin
+from ingest.graph_worker import CONSUMER_GROUP as GRAPH_WORKER
 from schemas import topics
 from schemas.config import AdSettings, DeleteSettings, KafkaSettings, ProvisioningSettings, Settings, WebhookSettings
 from schemas.desired import UNIVERSAL_SECURITY_GROUP
 from schemas.results import ProvisioningResult
+from tests.integration.helpers import committed, create_ad_user, end_offsets, read_group
 from tests.integration.stages import TopicWatcher
+from tests.polling import until
 
 CLIENT_STATE = "e2e-client-state-" + uuid.uuid4().hex
-
-
-def create_ad_user(ad_admin: Any, ou: str, name: str) -> tuple[str, str]:
-    """A user as AD Connect would have synced it: its objectGUID is Entra's onPremisesObjectIdentifier."""
-    dn = f"CN={name},{ou}"
-    assert ad_admin.add(dn, "user", {"sAMAccountName": name[:20]}), ad_admin.result
-    ad_admin.search(dn, "(objectClass=user)", search_scope="BASE", attributes=["objectGUID"])
-    return dn, str(uuid.UUID(bytes_le=ad_admin.entries[0].objectGUID.raw_values[0]))
-
-
-def read_group(ad_admin: Any, base: str, anchor: str) -> dict[str, Any] | None:
-    ad_admin.search(
-        base,
-        f"(msDS-ExternalDirectoryObjectId={anchor})",
-        attributes=["cn", "description", "displayName", "groupType", "adminDescription", "member", "sAMAccountName"],
-    )
-    if not ad_admin.entries:
-        return None
-    entry = ad_admin.entries[0]
-    return {"dn": entry.entry_dn, **{k: entry[k].values for k in entry.entry_attributes}}
-
-
-async def until(condition: Callable[[], Any], what: str, timeout: float = 45.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def since(mutation: Mutation) -> str:
@@ -100,19 +71,30 @@ async def test_graph_changes_reach_ad_through_kafka(
             Pipeline(settings, log_dir=tmp_path / "logs") as pipeline,
             TopicWatcher(kafka_settings, topics.AD_RESULTS, ProvisioningResult.model_validate_json) as results,
         ):
-            await until(lambda: len(standin.subscriptions.subscriptions) == 2, "the groups and users subscriptions", 60)
+            await until(
+                lambda: len(standin.subscriptions.subscriptions) == 2, "the groups and users subscriptions", timeout=60
+            )
             try:
                 await _scenario(
-                    standin, pipeline, ad_admin, test_ou, synced, user_ids, cloud_only, webhook_port, measured
+                    kafka_settings,
+                    standin,
+                    pipeline,
+                    ad_admin,
+                    test_ou,
+                    synced,
+                    user_ids,
+                    cloud_only,
+                    webhook_port,
+                    measured,
                 )
             finally:
-                with contextlib.suppress(TimeoutError):
-                    await results.wait_for(lambda r: False, timeout=0.5)  # collect what has arrived
+                await results.collect(0.5)  # what has arrived
                 for result in results.seen:
                     print("provisioning log:", result.model_dump_json(exclude_none=True))
 
 
 async def _scenario(
+    kafka_settings: KafkaSettings,
     standin: GraphStandin,
     pipeline: Pipeline,
     ad_admin: Any,
@@ -135,7 +117,9 @@ async def _scenario(
         last = tenant.add_member(group_id, member)
     anchor = f"Group_{group_id}"
 
-    group = await until(lambda: (g := read_group(ad_admin, ou, anchor)) and len(g["member"]) == 3 and g, "create")
+    group = await until(
+        lambda: (g := read_group(ad_admin, ou, anchor)) and len(g["member"]) == 3 and g, "create", timeout=45
+    )
     report("create with 3 members", last)
     assert group["dn"] == f"CN=Engineering_{group_id[24:]},{ou}"
     assert group["description"] == ["All engineers"]
@@ -148,17 +132,21 @@ async def _scenario(
     group = await until(
         lambda: (g := read_group(ad_admin, ou, anchor)) and g["description"] == ["Builds the platform"] and g,
         "rename",
+        timeout=45,
     )
     report("rename and description change", renamed)
     assert group["dn"] == f"CN=Platform Engineering_{group_id[24:]},{ou}"
     assert group["displayName"] == ["Platform Engineering"]
 
     removed = tenant.remove_member(group_id, user_ids[0])
-    group = await until(lambda: (g := read_group(ad_admin, ou, anchor)) and len(g["member"]) == 2 and g, "removal")
+    group = await until(
+        lambda: (g := read_group(ad_admin, ou, anchor)) and len(g["member"]) == 2 and g, "removal", timeout=45
+    )
     report("member removal", removed)
 
     # A forged notification is answered 202 and changes nothing: no delta round is triggered.
     delta_requests = len(standin.requests_to("/delta"))
+    hints = await end_offsets(kafka_settings, topics.GRAPH_NOTIFICATIONS)
     async with (
         aiohttp.ClientSession() as http,
         http.post(
@@ -166,12 +154,17 @@ async def _scenario(
             json={"value": [_notification(group_id, tenant.tenant_id, "not-the-secret")]},
         ) as response,
     ):
-        assert response.status == 202
-    await asyncio.sleep(2)
+        assert response.status == 202  # answered once its notifications are persisted: none
+    assert await end_offsets(kafka_settings, topics.GRAPH_NOTIFICATIONS) == hints
+
+    async def every_hint_served() -> bool:  # committed only after the round a hint brings forward
+        return await committed(kafka_settings, GRAPH_WORKER, topics.GRAPH_NOTIFICATIONS) == hints
+
+    await until(every_hint_served, "the graph worker to have served every hint on graph.notifications", timeout=45)
     assert len(standin.requests_to("/delta")) == delta_requests
 
     deleted = tenant.hard_delete_group(group_id)
-    await until(lambda: read_group(ad_admin, ou, anchor) is None, "permanent delete")
+    await until(lambda: read_group(ad_admin, ou, anchor) is None, "permanent delete", timeout=45)
     report("permanent delete", deleted)
 
     assert read_group(ad_admin, ou, f"Group_{mail_enabled}") is None

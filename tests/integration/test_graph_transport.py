@@ -29,6 +29,7 @@ from schemas.config import GraphSettings, KafkaSettings, Settings
 from tests.fakes import FakeAsyncCredential
 from tests.integration.connect_proxy import ConnectProxy
 from tests.integration.stages import command_environment
+from tests.polling import until
 
 PROXY_VARIABLES = ("https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY", "http_proxy", "HTTP_PROXY")
 
@@ -109,9 +110,7 @@ async def test_graph_worker_builds_its_credential_and_client_on_one_proxied_tran
         worker = GraphWorker(settings)  # no injected credential: the ClientSecretCredential of production
         worker.start_thread()
         try:
-            async with asyncio.timeout(30):
-                while worker.completed_rounds == 0 and worker.failed_rounds == 0:
-                    await asyncio.sleep(0.05)
+            await until(lambda: worker.completed_rounds or worker.failed_rounds, "the first round", timeout=30)
         finally:
             await asyncio.to_thread(worker.stop)
 

@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import TopicPartition
@@ -20,6 +20,7 @@ from schemas.config import KafkaSettings, Settings, WebhookSettings
 from schemas.notifications import ChangeNotification, NotificationBatch, ResourceData
 from tests.fakes import FakeAsyncCredential, running_receiver
 from tests.integration.stages import publish
+from tests.polling import until
 
 
 @pytest.fixture
@@ -31,12 +32,6 @@ async def standin() -> AsyncIterator[GraphStandin]:
 def settings_for(standin: GraphStandin, kafka_settings: KafkaSettings, **graph: object) -> Settings:
     options: dict[str, object] = {"delta_interval_seconds": 60, "hint_debounce_seconds": 0.2, **graph}
     return Settings(kafka=kafka_settings, graph=standin.graph_settings(**options))
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.05)
 
 
 def hint(group_id: str, endpoint: str = "notifications", **fields: object) -> tuple[str, NotificationBatch]:
@@ -75,14 +70,20 @@ async def test_round_at_start_then_one_debounced_round_for_a_burst_of_hints(
     worker = GraphWorker(settings_for(standin, kafka_settings), credential=FakeAsyncCredential(standin.issue_token()))
     worker.start_thread()
     try:
-        await eventually(lambda: worker.completed_rounds == 1)
+        await until(lambda: worker.completed_rounds == 1, "the round at start", timeout=15)
         assert (await group_change(kafka_settings, group_id)).full_round
 
         mutation = standin.tenant.update_group(group_id, displayName="Sales EMEA")
         await publish(kafka_settings, topics.GRAPH_NOTIFICATIONS, [hint(group_id), hint(group_id)])
-        await eventually(lambda: worker.completed_rounds == 2)
+        await until(lambda: worker.completed_rounds == 2, "the debounced round the hints brought forward", timeout=15)
         latency = time.monotonic() - mutation.monotonic
-        await asyncio.sleep(0.5)  # no third round: both hints shared the debounced one
+
+        # No third round: both hints shared the debounced one. A hint is committed only after the
+        # round it brought forward, so once both are, every round they led to is counted.
+        async def both_hints_committed() -> bool:
+            return await committed_hints(kafka_settings) == 2
+
+        await until(both_hints_committed, "both hints committed", timeout=15)
         assert worker.completed_rounds == 2
     finally:
         await asyncio.to_thread(worker.stop)
@@ -103,9 +104,9 @@ async def test_graph_failure_is_logged_and_retried_without_crashing(
     caplog.set_level(logging.ERROR, logger="ingest.graph_worker")
     worker.start_thread()
     try:
-        await eventually(lambda: worker.failed_rounds >= 2)
+        await until(lambda: worker.failed_rounds >= 2, "two failed rounds", timeout=15)
         standin.issued_tokens.add("not-issued-yet")  # the credential starts working
-        await eventually(lambda: worker.completed_rounds >= 1)
+        await until(lambda: worker.completed_rounds >= 1, "a round once the credential works", timeout=15)
     finally:
         await asyncio.to_thread(worker.stop)
 
@@ -123,7 +124,7 @@ async def test_reauthorization_required_hint_reauthorizes_then_runs_a_round(
         worker = GraphWorker(settings, credential=FakeAsyncCredential(standin.issue_token()))
         worker.start_thread()
         try:
-            await eventually(lambda: worker.completed_rounds == 1)
+            await until(lambda: worker.completed_rounds == 1, "the round at start", timeout=15)
             subscriptions = {s["resource"]: s["id"] for s in standin.subscriptions.subscriptions.values()}
             assert set(subscriptions) == {"/groups", "/users"}
             groups_subscription = subscriptions["/groups"]
@@ -135,7 +136,7 @@ async def test_reauthorization_required_hint_reauthorizes_then_runs_a_round(
                 received_at=dt.datetime.now(dt.UTC), endpoint="lifecycle", notifications=[lifecycle]
             )
             await publish(kafka_settings, topics.GRAPH_NOTIFICATIONS, [(groups_subscription, batch)])
-            await eventually(lambda: worker.completed_rounds == 2)
+            await until(lambda: worker.completed_rounds == 2, "the round after the reauthorization", timeout=15)
         finally:
             await asyncio.to_thread(worker.stop)
 

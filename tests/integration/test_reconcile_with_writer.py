@@ -6,7 +6,6 @@ writer is completed at once; a record the pass cannot use is dead-lettered.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import pytest
@@ -14,7 +13,8 @@ import pytest
 from schemas import topics
 from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings
 from schemas.results import ProvisioningResult
-from tests.integration.test_writer import WAIT_SECONDS, Harness, desired, read_group, renamed
+from tests.integration.helpers import WAIT_SECONDS, Harness, desired, read_group, renamed
+from tests.polling import until
 from writers.sweep import SOURCE, reconcile_all
 
 pytestmark = pytest.mark.integration
@@ -23,13 +23,13 @@ pytestmark = pytest.mark.integration
 async def writers_result(writer: Harness, group_id: str, *, after: int) -> ProvisioningResult:
     """The next result for `group_id` that the running writer (not the reconcile pass) decided."""
     assert writer.service is not None
-    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
-    while True:
-        for result in writer.results[after:]:
-            if result.group_id == group_id and result.writer == writer.service.name:
-                return result
-        assert asyncio.get_running_loop().time() < deadline, f"the writer decided nothing for {group_id}"
+    name = writer.service.name
+
+    async def decided() -> ProvisioningResult | None:
         await writer.poll(0.2)
+        return next((r for r in writer.results[after:] if r.group_id == group_id and r.writer == name), None)
+
+    return await until(decided, f"the running writer's decision for {group_id}", timeout=WAIT_SECONDS, interval=0)
 
 
 async def test_reconcile_recreates_a_deleted_child_and_the_running_writer_completes_its_waiting_parent(

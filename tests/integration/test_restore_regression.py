@@ -18,7 +18,8 @@ from harness.pipeline import Pipeline
 from harness.services import free_port
 from harness.standin import running_standin
 from schemas.config import AdSettings, DeleteSettings, KafkaSettings, ProvisioningSettings, Settings, WebhookSettings
-from tests.integration.test_end_to_end import create_ad_user, read_group, until
+from tests.integration.helpers import create_ad_user, read_group
+from tests.polling import until
 
 
 @pytest.mark.integration
@@ -80,7 +81,7 @@ async def test_a_member_removed_before_a_soft_delete_is_not_in_ad_after_the_rest
             ]),
         ]  # fmt: skip
         async with Pipeline(settings, log_dir=tmp_path / "logs") as pipeline:
-            await until(lambda: read_group(ad_admin, test_ou, f"Group_{nested_2}"), "the groups in AD", 60)
+            await until(lambda: read_group(ad_admin, test_ou, f"Group_{nested_2}"), "the groups in AD", timeout=60)
             await converged("G with U")
             assert user_dn[u].lower() in (members_in_ad() or set())
             for what, step in steps:
@@ -88,7 +89,7 @@ async def test_a_member_removed_before_a_soft_delete_is_not_in_ad_after_the_rest
                 await converged(what)
 
             tenant.soft_delete_group(group)
-            await until(lambda: members_in_ad() is None, "G deleted from AD after its soft delete", 60)
+            await until(lambda: members_in_ad() is None, "G deleted from AD after its soft delete", timeout=60)
             tenant.restore_group(group)
             await converged("G restored")
 

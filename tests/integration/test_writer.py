@@ -6,110 +6,37 @@ publishes desired states and waits for their provisioning-log records.
 
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable
 
 import ldap3
 import pytest
 import pytest_asyncio
-from aiokafka import TopicPartition
 
 from processors.mapping import GroupMapper
-from runtime import kafka
 from schemas import topics
 from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings
 from schemas.desired import UNIVERSAL_SECURITY_GROUP, DesiredGroup, DesiredMember, anchor_of
-from schemas.results import ProvisioningResult
+from tests.integration.helpers import (
+    ANCHOR,
+    Harness,
+    committed,
+    connects,
+    desired,
+    member_dns,
+    metric,
+    object_guid,
+    read_group,
+    renamed,
+    user_members,
+)
 from tests.integration.stages import FlakyDc
+from tests.polling import until
 from writers.directory import Applied, Directory
 from writers.provision import converge
 from writers.reconcile import AdGroup, Plan, member_value
-from writers.service import CONSUMER_GROUP, WriterService
 
 pytestmark = pytest.mark.integration
-
-ANCHOR = "msDS-ExternalDirectoryObjectId"
-READ = ["cn", "description", "displayName", "adminDescription", "groupType", "sAMAccountName", "member", ANCHOR]
-WAIT_SECONDS = 30
-
-
-class Harness:
-    """A running writer, a producer onto ad.desired and a reader of ad.results / ad.dead-letter."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.producer = kafka.producer(settings.kafka)
-        self.reader = kafka.consumer(settings.kafka, group_id=None)
-        self.service: WriterService | None = None
-        self.stop = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-        self.results: list[ProvisioningResult] = []
-        self.dead_letters: list = []
-
-    async def __aenter__(self) -> Harness:
-        await self.producer.start()
-        await self.reader.start()
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in (topics.AD_RESULTS, topics.AD_DEAD_LETTER)
-            for p in range(self.settings.kafka.partitions)
-        ]
-        self.reader.assign(partitions)
-        await self.reader.seek_to_beginning(*partitions)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop_writer()
-        await self.reader.stop()
-        await self.producer.stop()
-
-    async def start_writer(self) -> None:
-        if self.service is None:
-            service = WriterService(self.settings, name="writer-under-test")
-            await service.start()
-            self.stop.clear()
-            self.service, self.task = service, asyncio.create_task(service.run(self.stop))
-
-    async def stop_writer(self) -> None:
-        if self.service is not None:
-            self.stop.set()
-            assert self.task is not None
-            await self.task
-            await self.service.stop()
-            self.service = None
-
-    async def publish(self, *states: DesiredGroup) -> None:
-        for state in states:
-            await self.producer.send_and_wait(topics.AD_DESIRED, topics.encode(state), key=topics.key(state.group_id))
-
-    async def converge(self, *states: DesiredGroup) -> list[ProvisioningResult]:
-        """Publish, make sure the writer runs, and return the next result of each distinct group."""
-        seen = len(self.results)
-        await self.publish(*states)
-        await self.start_writer()
-        wanted = {state.group_id for state in states}
-        return await self.wait_results(wanted, after=seen)
-
-    async def wait_results(self, group_ids: set[str], *, after: int, timeout: float = WAIT_SECONDS):
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            new = self.results[after:]
-            if group_ids <= {r.group_id for r in new}:
-                return sorted(new, key=lambda r: r.group_id)
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"no results for {group_ids - {r.group_id for r in new}}; got {new}")
-            await self.poll(0.2)
-
-    async def poll(self, seconds: float) -> None:
-        batches = await self.reader.getmany(timeout_ms=int(seconds * 1000))
-        for tp, records in sorted(batches.items()):
-            for record in records:
-                if tp.topic == topics.AD_RESULTS:
-                    self.results.append(topics.decode(ProvisioningResult, record.value))
-                else:
-                    self.dead_letters.append(record)
 
 
 @pytest_asyncio.fixture
@@ -128,68 +55,8 @@ def users(ad_admin, test_ou: str) -> list[tuple[str, uuid.UUID]]:
     for i in range(4):
         user_dn = f"CN=user{i},{test_ou}"
         assert ad_admin.add(user_dn, "user", {"sAMAccountName": f"u{uuid.uuid4().hex[:14]}"}), ad_admin.result
-        created.append((user_dn, _guid(ad_admin, user_dn)))
+        created.append((user_dn, object_guid(ad_admin, user_dn)))
     return created
-
-
-def desired(
-    test_ou: str,
-    group_id: str | None = None,
-    *,
-    name: str = "Sales",
-    members: Sequence[uuid.UUID] = (),
-    groups: Sequence[DesiredGroup] = (),
-    **overrides: object,
-) -> DesiredGroup:
-    """A desired state as the processors would publish it: users by objectGUID, nested groups by anchor."""
-    group_id = group_id or str(uuid.uuid4())
-    fields: dict[str, object] = {
-        "group_id": group_id,
-        "anchor": anchor_of(group_id),
-        "state": "present",
-        "container": test_ou,
-        "attributes": {
-            "cn": f"{name}_{group_id[-12:]}",
-            "displayName": name,
-            "description": f"{name} team",
-            "adminDescription": anchor_of(group_id),
-            "groupType": UNIVERSAL_SECURITY_GROUP,
-        },
-        "create_only": {"sAMAccountName": f"g{group_id[-12:]}"},
-        "members": [
-            *user_members(members),
-            *(DesiredMember(type="group", id=group.group_id, anchor=group.anchor) for group in groups),
-        ],
-        "source_changed_at": dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC),
-    }
-    fields.update(overrides)
-    return DesiredGroup.model_validate(fields)
-
-
-def user_members(guids: Sequence[uuid.UUID]) -> list[DesiredMember]:
-    return [DesiredMember(type="user", id=f"entra-{guid}", object_guid=str(guid)) for guid in guids]
-
-
-def renamed(state: DesiredGroup, **attributes: object) -> DesiredGroup:
-    return state.model_copy(update={"attributes": {**state.attributes, **attributes}})
-
-
-def read_group(ad_admin, test_ou: str, anchor: str) -> dict | None:
-    ad_admin.search(test_ou, f"({ANCHOR}={anchor})", attributes=[*READ, "objectGUID", "uSNChanged"])
-    if not ad_admin.entries:
-        return None
-    assert len(ad_admin.entries) == 1
-    entry = ad_admin.response[0]
-    return {"dn": entry["dn"], **entry["attributes"]}
-
-
-def _guid(ad_admin, object_dn: str) -> uuid.UUID:
-    ad_admin.search(object_dn, "(objectClass=*)", ldap3.BASE, attributes=["objectGUID"])
-    return uuid.UUID(bytes_le=ad_admin.response[0]["raw_attributes"]["objectGUID"][0])
-
-
-def _member_dns(group: dict) -> set[str]:
-    return {m.lower() for m in group.get("member", [])}
 
 
 async def test_create_converges_every_attribute_and_exactly_the_members(
@@ -209,7 +76,7 @@ async def test_create_converges_every_attribute_and_exactly_the_members(
     assert group["adminDescription"] == [state.anchor]
     assert group["groupType"] == [str(UNIVERSAL_SECURITY_GROUP)]
     assert group["sAMAccountName"] == [f"g{state.group_id[-12:]}"]
-    assert _member_dns(group) == {dn.lower() for dn, _ in users[:3]}
+    assert member_dns(group) == {dn.lower() for dn, _ in users[:3]}
 
     assert (result.action, result.status, result.dn) == ("create", "success", group["dn"])
     assert (result.members_added, result.members_removed) == (3, 0)
@@ -225,7 +92,7 @@ async def test_update_renames_in_place_changes_description_and_removes_a_member(
 ) -> None:
     state = desired(test_ou, members=[guid for _, guid in users[:3]])
     await writer.converge(state)
-    guid_before = _guid(ad_admin, read_group(ad_admin, test_ou, state.anchor)["dn"])
+    guid_before = object_guid(ad_admin, read_group(ad_admin, test_ou, state.anchor)["dn"])
 
     update = renamed(state, cn="Sales EMEA", description="EMEA sales").model_copy(update={"members": state.members[:2]})
     [result] = await writer.converge(update)
@@ -233,8 +100,8 @@ async def test_update_renames_in_place_changes_description_and_removes_a_member(
     group = read_group(ad_admin, test_ou, state.anchor)
     assert group["dn"] == f"CN=Sales EMEA,{test_ou}"
     assert group["description"] == ["EMEA sales"]
-    assert _member_dns(group) == {dn.lower() for dn, _ in users[:2]}
-    assert _guid(ad_admin, group["dn"]) == guid_before
+    assert member_dns(group) == {dn.lower() for dn, _ in users[:2]}
+    assert object_guid(ad_admin, group["dn"]) == guid_before
     assert (result.action, result.status, result.members_removed) == ("update", "success", 1)
     changes = {m.name: (m.old, m.new) for m in result.modified}
     assert changes["description"] == ("Sales team", "EMEA sales")
@@ -244,7 +111,7 @@ async def test_update_renames_in_place_changes_description_and_removes_a_member(
 async def test_container_change_moves_and_renames_in_one_step(writer: Harness, ad_admin, test_ou: str) -> None:
     state = desired(test_ou)
     await writer.converge(state)
-    guid_before = _guid(ad_admin, read_group(ad_admin, test_ou, state.anchor)["dn"])
+    guid_before = object_guid(ad_admin, read_group(ad_admin, test_ou, state.anchor)["dn"])
     elsewhere = f"OU=Elsewhere,{test_ou}"
     assert ad_admin.add(elsewhere, "organizationalUnit"), ad_admin.result
 
@@ -252,7 +119,7 @@ async def test_container_change_moves_and_renames_in_one_step(writer: Harness, a
 
     assert (result.action, result.status, result.dn) == ("update", "success", f"CN=Moved,{elsewhere}")
     assert read_group(ad_admin, test_ou, state.anchor)["dn"] == f"CN=Moved,{elsewhere}"
-    assert _guid(ad_admin, f"CN=Moved,{elsewhere}") == guid_before
+    assert object_guid(ad_admin, f"CN=Moved,{elsewhere}") == guid_before
     assert {m.name: m.new for m in result.modified}["parentDistinguishedName"] == elsewhere
 
 
@@ -281,7 +148,7 @@ async def test_manual_drift_is_repaired(writer: Harness, ad_admin, test_ou: str,
 
     group = read_group(ad_admin, test_ou, state.anchor)
     assert group["description"] == ["Sales team"]
-    assert _member_dns(group) == {dn.lower() for dn, _ in users[:2]}
+    assert member_dns(group) == {dn.lower() for dn, _ in users[:2]}
     assert (result.action, result.status, result.members_removed) == ("update", "success", 1)
 
 
@@ -300,7 +167,7 @@ async def test_foreign_object_at_the_target_dn_is_never_overwritten(writer: Harn
     assert ad_admin.response[0]["attributes"]["description"] == ["theirs"]
     assert not ad_admin.response[0]["attributes"].get(ANCHOR)
     # The failure is dead-lettered with its reason, and the next group of the batch still converged.
-    await writer.poll(0.5)
+    await writer.settled()
     [letter] = writer.dead_letters
     assert letter.key == state.group_id.encode() and topics.decode(DesiredGroup, letter.value) == state
     assert foreign in dict(letter.headers)["e2ad-error"].decode()
@@ -348,7 +215,7 @@ def test_a_create_overtaken_by_another_writer_converges_the_group_it_created(
     assert convergence.created is None  # parents waiting for it were told by the writer that created it
     group = read_group(ad_admin, test_ou, first.anchor)  # asserts there is exactly one
     assert group is not None and group["description"] == ["the later state"]
-    assert _member_dns(group) == {u1.lower()}
+    assert member_dns(group) == {u1.lower()}
 
 
 async def test_nothing_is_written_outside_the_configured_containers(
@@ -473,7 +340,7 @@ async def test_nested_group_is_added_once_it_exists(writer: Harness, ad_admin, t
 
     assert (second.action, second.status, second.members_added) == ("update", "success", 1)
     inner_dn = read_group(ad_admin, test_ou, inner.anchor)["dn"]
-    assert _member_dns(read_group(ad_admin, test_ou, outer.anchor)) == {inner_dn.lower()}
+    assert member_dns(read_group(ad_admin, test_ou, outer.anchor)) == {inner_dn.lower()}
 
 
 async def test_a_member_missing_from_ad_does_not_fail_the_group(writer: Harness, ad_admin, test_ou: str, users) -> None:
@@ -484,7 +351,7 @@ async def test_a_member_missing_from_ad_does_not_fail_the_group(writer: Harness,
 
     assert (result.status, result.members_added) == ("warning", 2)
     assert any(str(ghost) in warning for warning in result.warnings)
-    assert _member_dns(read_group(ad_admin, test_ou, state.anchor)) == {users[0][0].lower(), users[1][0].lower()}
+    assert member_dns(read_group(ad_admin, test_ou, state.anchor)) == {users[0][0].lower(), users[1][0].lower()}
 
 
 async def test_ad_rejection_is_a_failure_result_and_protected_names_are_refused(writer: Harness, test_ou: str) -> None:
@@ -499,7 +366,7 @@ async def test_ad_rejection_is_a_failure_result_and_protected_names_are_refused(
     assert "sAMAccountName" in (rejected.error_message or "")
     assert results[protected.group_id].status == "failure"
     assert "protected" in (results[protected.group_id].error_message or "")
-    await writer.poll(0.5)
+    await writer.settled()
     assert {letter.key.decode() for letter in writer.dead_letters} == {invalid.group_id, protected.group_id}
 
 
@@ -509,7 +376,7 @@ async def test_an_unreadable_desired_state_fails_alone_naming_the_field(
     good = desired(test_ou, name="Readable")
     broken_id = str(uuid.uuid4())
     broken = topics.encode(desired(test_ou, broken_id)).replace(b'"state":"present"', b'"state":"maybe"')
-    await writer.producer.send_and_wait(topics.AD_DESIRED, broken, key=topics.key(broken_id))
+    await writer.send(broken, broken_id)
 
     results = {r.group_id: r for r in await writer.converge(good)}
     results.update({r.group_id: r for r in await writer.wait_results({broken_id}, after=0)})
@@ -519,7 +386,7 @@ async def test_an_unreadable_desired_state_fails_alone_naming_the_field(
     assert "invalid desired state" in (unreadable.error_message or "") and "state" in (unreadable.error_message or "")
     assert results[good.group_id].status == "success" and read_group(ad_admin, test_ou, good.anchor) is not None
     assert read_group(ad_admin, test_ou, anchor_of(broken_id)) is None
-    await writer.poll(0.5)
+    await writer.settled()
     assert broken_id.encode() in {letter.key for letter in writer.dead_letters}
 
 
@@ -554,7 +421,7 @@ async def test_a_burst_of_states_collapses_to_the_latest(writer: Harness, ad_adm
 
     await writer.start_writer()
     await writer.wait_results({first.group_id}, after=0)
-    await writer.poll(1.0)
+    await writer.settled()  # all five committed: every result they lead to is read
 
     assert [r.action for r in writer.results] == ["create"]
     assert read_group(ad_admin, test_ou, first.anchor)["description"] == ["v4"]
@@ -574,9 +441,12 @@ async def test_unreachable_dc_is_retried_and_nothing_is_committed_meanwhile(
             state = desired(test_ou)
             await harness.publish(state)
             await harness.start_writer()
-            await harness.poll(2.0)
+            await until(lambda: metric(harness, "e2ad_writer_ad_unavailable") == 1, "the writer to find the DC away")
+            tried = connects(harness)
+            await until(lambda: connects(harness) > tried, "the writer to try the DC again")
+            await harness.caught_up()
             assert harness.results == []
-            assert await _committed(kafka_settings) == 0
+            assert await committed(kafka_settings) == 0
 
             dc.start()
             [result] = await harness.wait_results({state.group_id}, after=0)
@@ -584,19 +454,7 @@ async def test_unreachable_dc_is_retried_and_nothing_is_committed_meanwhile(
             assert result.status == "success"
             assert read_group(ad_admin, test_ou, state.anchor) is not None
             await harness.stop_writer()
-            assert await _committed(kafka_settings) == 1
-
-
-async def _committed(settings: KafkaSettings) -> int:
-    """Offsets the writers' group has committed on ad.desired, summed over partitions."""
-    reader = kafka.consumer(settings, group_id=CONSUMER_GROUP)
-    await reader.start()
-    try:
-        partitions = [TopicPartition(topics.AD_DESIRED, p) for p in range(settings.partitions)]
-        committed = [await reader.committed(tp) for tp in partitions]
-        return sum(offset or 0 for offset in committed)
-    finally:
-        await reader.stop()
+            assert await committed(kafka_settings) == 1
 
 
 def test_member_chunks_rejected_for_one_value_are_retried_value_by_value(
@@ -625,4 +483,4 @@ def test_member_chunks_rejected_for_one_value_are_retried_value_by_value(
         directory.close()
 
     assert (applied.members_added, applied.members_removed) == (1, 1)
-    assert _member_dns(read_group(ad_admin, test_ou, anchor)) == {u0.lower(), u1.lower()}
+    assert member_dns(read_group(ad_admin, test_ou, anchor)) == {u0.lower(), u1.lower()}

@@ -12,7 +12,7 @@ import ldap3
 import pytest
 
 from schemas.desired import DesiredGroup
-from tests.integration.test_writer import desired, user_members
+from tests.integration.helpers import ANCHOR, desired, object_guid, user_members
 from tests.integration.wiretap import Wiretap
 from writers.directory import Applied, Directory
 from writers.provision import converge
@@ -20,7 +20,6 @@ from writers.reconcile import plan
 
 pytestmark = pytest.mark.integration
 
-ANCHOR = "msDS-ExternalDirectoryObjectId"
 NO_SUCH_OBJECT, ENTRY_ALREADY_EXISTS = 32, 68
 
 
@@ -31,8 +30,7 @@ def users(ad_admin, test_ou: str) -> list[uuid.UUID]:
     for i in range(4):
         user_dn = f"CN=user{i},{test_ou}"
         assert ad_admin.add(user_dn, "user", {"sAMAccountName": f"u{uuid.uuid4().hex[:14]}"}), ad_admin.result
-        ad_admin.search(user_dn, "(objectClass=*)", ldap3.BASE, attributes=["objectGUID"])
-        guids.append(uuid.UUID(bytes_le=ad_admin.response[0]["raw_attributes"]["objectGUID"][0]))
+        guids.append(object_guid(ad_admin, user_dn))
     return guids
 
 

@@ -19,16 +19,28 @@ from typing import Any
 import aiohttp
 import ldap3
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import SecretStr
 
 from harness.pipeline import settings_environment
 from harness.services import LocalServices
+from runtime import kafka
 from schemas import topics
 from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings, WriterSettings
+from schemas.control import ControlCommand
 from schemas.status import WriterStatus
-from tests.conftest import _admin_connection
+from tests.integration.helpers import (
+    Harness,
+    admin_connection,
+    committed,
+    connects,
+    desired,
+    metric,
+    read_group,
+    renamed,
+)
 from tests.integration.stages import FlakyDc, TopicWatcher, command_environment
-from tests.integration.test_writer import Harness, _committed, desired, read_group, renamed
+from tests.polling import until
 from writers.quarantine import CREDENTIALS, ESCROW
 
 pytestmark = pytest.mark.integration
@@ -46,18 +58,44 @@ def writer_settings(kafka: KafkaSettings, ad: AdSettings, ou: str, **writer: Any
     )
 
 
-async def until(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+class ControlReads:
+    """What the in-process writer's reader of e2ad.control has handed to the writer.
+
+    The writer polls that reader once a loop and obeys what it got before it polls again, so a
+    command is obeyed (or ignored) once the reader has been polled again after handing it over.
+    """
+
+    def __init__(self) -> None:
+        self.handed = 0  # commands the reader returned
+        self.obeyed = 0  # of those, the ones returned before the writer's latest poll: dealt with
+
+    async def reader(self, settings: KafkaSettings, topic: str) -> AIOKafkaConsumer:
+        consumer = await broadcast_reader(settings, topic)
+        if topic == topics.CONTROL:
+            getmany = consumer.getmany
+
+            async def observed(*partitions: TopicPartition, **kwargs: Any) -> dict:
+                self.obeyed = self.handed
+                batches = await getmany(*partitions, **kwargs)
+                self.handed += sum(len(records) for records in batches.values())
+                return batches
+
+            consumer.getmany = observed  # type: ignore[method-assign]
+        return consumer
+
+    async def past(self, commands: int) -> None:
+        """Until the writer has dealt with the first `commands` commands sent since it started."""
+        await until(lambda: self.obeyed >= commands, f"the writer to read {commands} command(s) on e2ad.control")
 
 
-def gauge(harness: Harness, name: str) -> float | None:
-    assert harness.service is not None
-    return harness.service.metrics.registry.get_sample_value(name)
+broadcast_reader = kafka.broadcast_reader
+
+
+@pytest.fixture
+def control_reads(monkeypatch: pytest.MonkeyPatch) -> ControlReads:
+    reads = ControlReads()
+    monkeypatch.setattr(kafka, "broadcast_reader", reads.reader)
+    return reads
 
 
 # -- the DC goes away in the middle of a stream -----------------------------------------------
@@ -79,11 +117,13 @@ async def outage_mid_stream(
     seen = len(harness.results)
     await harness.publish(*later, *updates)
 
-    await until(lambda: gauge(harness, "e2ad_writer_paused_partitions") == 4, "every partition paused")
-    assert gauge(harness, "e2ad_writer_ad_unavailable") == 1
-    await harness.poll(2.0)  # several backoff rounds while the DC is away
+    await until(lambda: metric(harness, "e2ad_writer_paused_partitions") == 4, "every partition paused")
+    assert metric(harness, "e2ad_writer_ad_unavailable") == 1
+    tried = connects(harness)
+    await until(lambda: connects(harness) >= tried + 2, "two more backoff rounds while the DC is away")
+    await harness.caught_up()
     assert harness.results[seen:] == []
-    assert await _committed(harness.settings.kafka) == len(first)
+    assert await committed(harness.settings.kafka) == len(first)
     assert harness.service is not None and harness.service.status().ad_unavailable_since is not None
 
     await start_dc()
@@ -98,9 +138,9 @@ async def outage_mid_stream(
     assert [r for r in results if r.status == "failure"] == []
     creates = [r.group_id for r in results if r.action == "create"]
     assert sorted(creates) == sorted(s.group_id for s in first + later)  # each group created once
-    assert gauge(harness, "e2ad_writer_paused_partitions") == 0
+    assert metric(harness, "e2ad_writer_paused_partitions") == 0
     await harness.stop_writer()
-    assert await _committed(harness.settings.kafka) == len(first) + len(later) + len(updates)
+    assert await committed(harness.settings.kafka) == len(first) + len(later) + len(updates)
 
 
 async def test_dc_unreachable_mid_stream_pauses_the_partitions_and_loses_nothing(
@@ -125,11 +165,11 @@ async def test_dc_unreachable_mid_stream_pauses_the_partitions_and_loses_nothing
 def own_ou(ad_settings: AdSettings) -> Iterator[str]:
     """An OU removed afterwards over a connection of its own: the DC restarts in between."""
     ou = f"OU=t-{uuid.uuid4().hex[:10]},{ad_settings.base_dn}"
-    admin = _admin_connection(ad_settings, ldap3)
+    admin = admin_connection(ad_settings)
     assert admin.add(ou, "organizationalUnit"), admin.result
     admin.unbind()
     yield ou
-    admin = _admin_connection(ad_settings, ldap3)
+    admin = admin_connection(ad_settings)
     admin.delete(ou, controls=[("1.2.840.113556.1.4.805", True, None)])
     admin.unbind()
 
@@ -146,7 +186,7 @@ async def test_the_dc_stopped_mid_stream_and_started_again(
         await asyncio.to_thread(dc_services.start_dc)
 
     def read(anchor: str) -> dict | None:
-        admin = _admin_connection(ad_settings, ldap3)
+        admin = admin_connection(ad_settings)
         try:
             return read_group(admin, own_ou, anchor)
         finally:
@@ -225,12 +265,12 @@ async def test_rejected_credentials_quarantine_until_a_retry_succeeds(
         assert dn in (quarantined.detail or "") and quarantined.next_retry is not None
         code, body = await healthz(harness)
         assert (code, body["state"], body["reason"]) == (503, "quarantined", CREDENTIALS)
-        assert gauge(harness, "e2ad_writer_paused_partitions") == 4
+        assert metric(harness, "e2ad_writer_paused_partitions") == 4
 
         # The first retry (after 1 s) fails like the bind did; nothing is written or committed.
         await status.wait_for(lambda s: s is not None and s.retries == 1 and s.state == "quarantined")
         assert read_group(ad_admin, test_ou, state.anchor) is None
-        assert harness.results == [] and await _committed(kafka_settings) == 0
+        assert harness.results == [] and await committed(kafka_settings) == 0
 
         set_password("Other-Passw0rd!2")  # the account is repaired in AD: the next retry binds
         await status.wait_for(lambda s: s is not None and s.state == "running" and s.retries == 0)
@@ -241,7 +281,7 @@ async def test_rejected_credentials_quarantine_until_a_retry_succeeds(
 
 
 async def test_e2ad_quarantine_status_and_clear(
-    kafka_settings: KafkaSettings, ad_settings: AdSettings, test_ou: str
+    kafka_settings: KafkaSettings, ad_settings: AdSettings, test_ou: str, control_reads: ControlReads
 ) -> None:
     ad = ad_settings.model_copy(update={"bind_password": SecretStr("not-the-password")})
     settings = writer_settings(kafka_settings, ad, test_ou, quarantine_retry_seconds=[3600.0])
@@ -254,7 +294,7 @@ async def test_e2ad_quarantine_status_and_clear(
         assert ad.bind_dn in shown and "next retry" in shown
 
         await e2ad(settings, "quarantine", "clear", "--writer", "another-writer")
-        await asyncio.sleep(1.0)  # the writer reads e2ad.control every half second
+        await control_reads.past(1)
         assert (await healthz(harness))[0] == 503  # not addressed to this writer
 
         assert "asked every writer" in await e2ad(settings, "quarantine", "clear")
@@ -268,7 +308,7 @@ async def test_e2ad_quarantine_status_and_clear(
 
 
 async def test_failing_groups_past_the_threshold_quarantine_the_writer(
-    kafka_settings: KafkaSettings, ad_settings: AdSettings, test_ou: str, ad_admin
+    kafka_settings: KafkaSettings, ad_settings: AdSettings, test_ou: str, ad_admin, control_reads: ControlReads
 ) -> None:
     """Entra's proportion rule with small numbers: from 3 failing groups on, more than 40 % of them."""
     settings = writer_settings(
@@ -286,10 +326,16 @@ async def test_failing_groups_past_the_threshold_quarantine_the_writer(
         assert quarantined.detail == "3 of 4 groups fail (75%), more than 40%"
 
         await harness.publish(*held)
-        await harness.poll(1.5)
+        # A command for no writer, sent after them: once the writer has read it, it has gone round
+        # its loop with the held states on ad.desired, and taken none of them.
+        marker = ControlCommand(command="clear-quarantine", writer="no-such-writer")
+        await harness.producer.send_and_wait(topics.CONTROL, topics.encode(marker))
+        await control_reads.past(1)
+        assert metric(harness, "e2ad_writer_paused_partitions") == 4
+        await harness.caught_up()
         assert {r.group_id for r in harness.results} == {good.group_id} | {s.group_id for s in bad}
         assert all(read_group(ad_admin, test_ou, s.anchor) is None for s in held)
-        assert await _committed(kafka_settings) == 4
+        assert await committed(kafka_settings) == 4
 
         assert harness.service is not None
         await e2ad(settings, "quarantine", "clear", "--writer", harness.service.name)

@@ -6,11 +6,9 @@ PendingKafka); the connection is the real one, wrapped only to count what goes o
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import ldap3
 import pytest
@@ -18,8 +16,9 @@ import pytest
 from runtime import kafka
 from schemas.config import AdSettings, KafkaSettings
 from schemas.desired import DesiredGroup
-from tests.integration.test_writer import desired, user_members
+from tests.integration.helpers import ANCHOR, Harness, desired, user_members
 from tests.integration.wiretap import Wiretap
+from tests.polling import until
 from writers.connection import connect
 from writers.directory import Applied, Directory
 from writers.pending import PendingReferences
@@ -29,7 +28,6 @@ from writers.reconcile import MEMBER_CHUNK, plan
 
 pytestmark = pytest.mark.integration
 
-ANCHOR = "msDS-ExternalDirectoryObjectId"
 EXTENDED_DN = ("1.2.840.113556.1.4.529", False, None)
 
 
@@ -217,7 +215,9 @@ async def test_waits_survive_a_restart_and_announcements_reach_the_parents_write
         # Another writer creates the child: its announcement brings the parent back.
         for sent in await childs_writer.settle(child, 1, run(directory, child)):
             await sent
-        [waiting] = await _eventually(lambda: parents_writer.due(resolve))
+        [waiting] = await until(
+            lambda: parents_writer.due(resolve), "the parent's wait to become due", timeout=10, interval=0.1
+        )
         outcome = run(directory, waiting.desired)
         assert (outcome.result.members_added, outcome.missing) == (1, {late.anchor})
         for sent in await parents_writer.settle(waiting.desired, 2, outcome):
@@ -252,21 +252,12 @@ async def test_waits_survive_a_restart_and_announcements_reach_the_parents_write
     assert directory.find_group(parent.anchor).members == set(guids.values())  # type: ignore[union-attr]
 
 
-async def _eventually(poll: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := await poll()):
-        assert time.monotonic() < deadline, "nothing became due"
-        await asyncio.sleep(0.1)
-    return found
-
-
 @pytest.mark.parametrize("order", ["parent first", "child first"])
 async def test_a_running_writer_completes_nested_groups_in_either_order(
     kafka_settings: KafkaSettings, ad_settings: AdSettings, ad_admin, test_ou: str, order: str
 ) -> None:
     """Through WriterService: the parent is completed when the child is created, without a new parent record."""
     from schemas.config import ProvisioningSettings, Settings
-    from tests.integration.test_writer import Harness
 
     settings = Settings(
         kafka=kafka_settings, ad=ad_settings, provisioning=ProvisioningSettings(target_container=test_ou)

@@ -11,7 +11,6 @@ coordinator expires a silent member as Apache Kafka does (failover_kafka_setting
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import signal
@@ -30,8 +29,9 @@ from schemas import topics
 from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings
 from schemas.desired import DesiredGroup
 from schemas.results import ProvisioningResult
+from tests.integration.helpers import ANCHOR, desired, object_guid, renamed, user_members
 from tests.integration.stages import TopicWatcher, publish, running_stage
-from tests.integration.test_writer import ANCHOR, _guid, desired, renamed, user_members
+from tests.polling import until
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +70,7 @@ def workload(failover_kafka_settings: KafkaSettings, ad_settings: AdSettings, te
     for i in range(6):
         dn = f"CN=member{i},{test_ou}"
         assert ad_admin.add(dn, "user", {"sAMAccountName": f"m{uuid.uuid4().hex[:14]}"}), ad_admin.result
-        users.append((dn, _guid(ad_admin, dn)))
+        users.append((dn, object_guid(ad_admin, dn)))
     guids = [guid for _, guid in users]
     created = [
         with_members(desired(test_ou, name=f"Scale{i}"), [guids[i % 6], guids[(i + 1) % 6]]) for i in range(GROUPS)
@@ -134,13 +134,21 @@ async def _run_until_stopped(
 
     # Feed the first groups slowly until both writers decide some: both own partitions then. A
     # group join can take many seconds (tansu waits half the session timeout, once 18 s measured).
-    fed, deadline = 0, time.monotonic() + WAIT_SECONDS
-    while not (decided_by(name) and decided_by("writer-b")):
-        assert time.monotonic() < deadline, "the two writers never shared the partitions; see their logs"
+    fed = 0
+
+    async def both_deciding() -> bool:
+        nonlocal fed
+        if decided_by(name) and decided_by("writer-b"):
+            return True
         if fed < GROUPS:
             await publish(kafka_settings, topics.AD_DESIRED, [(s.group_id, s) for s in workload.created[fed : fed + 2]])
             fed += 2
-        await _drain(results, 0.3)
+        await results.collect(0.3)
+        return False
+
+    await until(
+        both_deciding, "the two writers to share the partitions; see their logs", timeout=WAIT_SECONDS, interval=0
+    )
     await publish(kafka_settings, topics.AD_DESIRED, [(s.group_id, s) for s in workload.created[fed:]])
     await publish(kafka_settings, topics.AD_DESIRED, [(s.group_id, s) for s in workload.latest.values()])
 
@@ -183,18 +191,17 @@ def _as_desired(found: dict[str, list[dict]], latest: dict[str, DesiredGroup], u
     return len(found) == len(latest)
 
 
-async def _drain(results: TopicWatcher, seconds: float) -> None:
-    """Let the watcher collect what arrives for a while."""
-    with contextlib.suppress(TimeoutError):
-        await results.wait_for(lambda _: False, timeout=seconds)
-
-
 async def _until(results: TopicWatcher, condition: Callable[[], bool], what: str) -> None:
+    """Until the condition holds, the watcher collecting what arrives meanwhile."""
+
+    async def met() -> bool:
+        if condition():
+            return True
+        await results.collect(0.3)
+        return False
+
     # Generous: other test sessions may load the shared DC; alone this takes seconds.
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}; see the writers' logs"
-        await _drain(results, 0.3)
+    await until(met, f"{what}; see the writers' logs", timeout=WAIT_SECONDS, interval=0)
 
 
 def partition_of(group_id: str) -> int:

@@ -11,23 +11,12 @@ import yaml
 
 from e2ad.settings import load_settings
 from runtime.config import SECRET_FIELDS, field_paths, secret_file_path
+from tests.example_config import EXAMPLE, example_secrets
 
-EXAMPLE = Path(__file__).parents[2] / "e2ad.example.yaml"
 # Free-form maps: their keys are AD attributes and token names, not fields.
 MAPS = {"mappings", "tokens"}
 # A setting line, active or commented out, at any depth: its indentation (before and after a `# `) and key.
 _LINE = re.compile(r"^( *)(?:# ( *))?([a-z][a-z0-9_]*):(?:\s|$)")
-
-
-def example_secrets(tmp_path: Path) -> dict[str, str]:
-    """E2AD_…_FILE variables pointing each secret file the example names at one of this test's own:
-    the example's /etc/e2ad/secrets exist only on a deployed host."""
-    environ = {}
-    for path in SECRET_FIELDS:
-        secret = tmp_path / ".".join(path)
-        secret.write_text(f"  {'-'.join(path)}-from-file\n")
-        environ["E2AD_" + "__".join(path).upper() + "_FILE"] = str(secret)
-    return environ
 
 
 def documented_settings(text: str) -> set[str]:

@@ -11,6 +11,7 @@ import pytest
 from harness.services import free_port
 from runtime.outages import AiokafkaOutageFilter, Backoff, KafkaUnreachable, one_shot, wait_for_kafka
 from schemas.config import KafkaSettings
+from tests.polling import until
 
 
 class Clock:
@@ -81,7 +82,7 @@ async def test_waiting_for_kafka_ends_at_once_when_stopped(caplog: pytest.LogCap
     stop = asyncio.Event()
     caplog.set_level(logging.WARNING, logger="runtime.outages")
     waiting = asyncio.create_task(wait_for_kafka(settings, stop, Backoff(initial=10, maximum=10)))
-    await asyncio.sleep(0.5)  # the first attempt failed, the wait of 10 s began
+    await until(lambda: caplog.records, "the first attempt to fail and the wait of 10 s to begin")
     began = time.monotonic()
     stop.set()
     assert await waiting is False

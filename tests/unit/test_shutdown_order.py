@@ -20,6 +20,7 @@ from harness.pipeline import STAGES, Pipeline
 from harness.services import Endpoints
 from runtime import kafka
 from schemas.config import KafkaSettings, Settings
+from tests.polling import until
 
 
 class FakeProcess:
@@ -114,8 +115,7 @@ def events(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 async def test_up_stops_every_stage_before_the_broker(events: list[str], tmp_path: Path) -> None:
     stop = asyncio.Event()
     running = asyncio.create_task(embedded.run_up(Settings(state_dir=tmp_path), stop))
-    while "started write" not in events:
-        await asyncio.sleep(0.01)
+    await until(lambda: "started write" in events, "the writer started", interval=0.01)
     stop.set()
     await asyncio.wait_for(running, 5)
     stages = STAGES
