@@ -93,6 +93,42 @@ async def committed_control(kafka_settings: KafkaSettings) -> int | None:
         await consumer.stop()
 
 
+async def ingest_read_past(kafka_settings: KafkaSettings, marker: ControlCommand) -> None:
+    """Send a command ingest ignores, and wait until ingest's control reader has committed past it.
+
+    The reader commits in the worker's loop, before the loop's round: once past a marker sent after
+    an earlier one was committed past, the round of the loop that read the earlier one is over.
+    """
+    producer = kafka.producer(kafka_settings)
+    await producer.start()
+    try:
+        sent = await producer.send_and_wait(topics.CONTROL, topics.encode(marker), key=topics.key("control"))
+    finally:
+        await producer.stop()
+    past = sent.offset + 1
+    await until(
+        lambda: _committed_at_least(kafka_settings, past), f"ingest to commit {topics.CONTROL} past {past}", timeout=60
+    )
+
+
+async def _committed_at_least(kafka_settings: KafkaSettings, offset: int) -> bool:
+    return (await committed_control(kafka_settings) or 0) >= offset
+
+
+async def no_round_pending(kafka_settings: KafkaSettings) -> None:
+    """Wait until the worker's loop has gone round after the round just completed, twice over.
+
+    Two markers, each sent once ingest committed past the one before: any round the worker's loop
+    started after the last round seen (a restart applied twice) is over when it passes the second.
+    """
+    for _ in range(2):
+        await ingest_read_past(kafka_settings, MARKER)
+
+
+# Not ingest's: its control reader commits past it and does nothing else.
+MARKER = ControlCommand(command="clear-quarantine", writer="no-such-writer")
+
+
 def worker_for(standin: GraphStandin, kafka_settings: KafkaSettings) -> GraphWorker:
     # Rounds only at start and on a restart: the interval is far away, and no hint is sent.
     settings = Settings(kafka=kafka_settings, graph=standin.graph_settings(delta_interval_seconds=600))
@@ -122,12 +158,13 @@ async def test_restart_while_ingest_runs_clears_the_cursors_and_runs_a_full_roun
         result = await e2ad(kafka_settings, "restart")
         assert result.exit_code == 0, result.output
         await until(lambda: worker.completed_rounds == 2, "2 completed round(s)")
-        await asyncio.sleep(1.0)  # one round per restart
-        assert worker.completed_rounds == 2
+        await no_round_pending(kafka_settings)
+        assert worker.completed_rounds == 2  # one round per restart
     finally:
         await asyncio.to_thread(worker.stop)
 
-    [command_record] = await records(kafka_settings, topics.CONTROL)
+    command_record, *markers = await records(kafka_settings, topics.CONTROL)
+    assert [topics.decode(ControlCommand, value or b"") for _, value in markers] == [MARKER, MARKER]
     command = topics.decode(ControlCommand, command_record[1] or b"")
     assert result.output.startswith(f"sent restart {command.command_id}:")
     assert cursor_tombstones(await records(kafka_settings, topics.GRAPH_CURSORS)) == {b"users", b"groups"}
@@ -136,7 +173,7 @@ async def test_restart_while_ingest_runs_clears_the_cursors_and_runs_a_full_roun
     assert [(c.full_round, c.attributes["displayName"]) for c in changes] == [(True, "Sales"), (True, "Sales EMEA")]
     assert changes[-1].members_complete
     assert f"restart {command.command_id} issued by {command.issued_by}" in caplog.text
-    assert await committed_control(kafka_settings) == 1
+    assert await committed_control(kafka_settings) == 3  # past the restart and both markers
     cursors = await kafka.read_latest(kafka_settings, topics.GRAPH_CURSORS)
     assert set(cursors) == {b"users", b"groups"}  # the full round saved new ones
 
@@ -160,14 +197,14 @@ async def test_a_restart_sent_while_ingest_is_stopped_is_applied_when_it_starts(
     second.start_thread()
     try:
         await until(lambda: second.completed_rounds == 1, "1 completed round(s)")
-        await asyncio.sleep(1.0)  # the restart read at start made the start's round the full one
-        assert second.completed_rounds == 1
+        await no_round_pending(kafka_settings)
+        assert second.completed_rounds == 1  # the restart read at start made the start's round the full one
     finally:
         await asyncio.to_thread(second.stop)
 
     assert full_delta_requests(standin) == [True, True]
     assert [c.full_round for c in await group_changes(kafka_settings, group_id)] == [True, True]
-    assert await committed_control(kafka_settings) == 2  # past both commands
+    assert await committed_control(kafka_settings) == 4  # past both commands and both markers
 
     third = worker_for(standin, kafka_settings)  # applied once: the next start reads from its cursors
     third.start_thread()
