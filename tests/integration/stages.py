@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import BaseModel
 
 from runtime import kafka
@@ -115,6 +115,25 @@ class TopicWatcher:
         read = await self._read(seconds)
         self.seen.extend(read)
         return read
+
+    async def read_to_end(self, timeout: float = 60.0) -> None:
+        """Read into `seen` every record the topic holds now: up to each partition's end at the call."""
+        partitions = [
+            TopicPartition(self.topic, p) for p in sorted(self._consumer.partitions_for_topic(self.topic) or ())
+        ]
+        assert partitions, f"no partitions known for {self.topic}"
+        end = await self._consumer.end_offsets(partitions)
+
+        async def at_end() -> bool:
+            assigned = self._consumer.assignment()
+            if all(tp in assigned for tp in partitions) and all(
+                [await self._consumer.position(tp) >= end[tp] for tp in partitions]
+            ):
+                return True
+            self.seen.extend(await self._read(0.2))
+            return False
+
+        await until(at_end, f"every record on {self.topic} up to {end}", timeout=timeout, interval=0)
 
     async def _read(self, seconds: float) -> list[T]:
         batches = await self._consumer.getmany(timeout_ms=int(seconds * 1000))

@@ -7,18 +7,19 @@ is released within the test, yet long enough for the processors to fold 600 dele
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import email
 import email.policy
+import itertools
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiokafka import TopicPartition
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from pydantic import BaseModel
@@ -34,6 +35,7 @@ from schemas.desired import DesiredGroup
 from schemas.results import ProvisioningResult
 from schemas.status import ProcessorStatus
 from tests.integration.stages import TopicWatcher, running_stage
+from tests.polling import until
 
 pytestmark = pytest.mark.integration
 
@@ -142,20 +144,77 @@ def absent(desired: list[DesiredGroup], ids: set[str]) -> list[DesiredGroup]:
     return [d for d in desired if d.state == "absent" and d.group_id in ids]
 
 
-async def eventually(condition: Callable[[], bool], watchers: list[TopicWatcher], timeout: float) -> None:
-    """Until condition() holds, reading every watcher along."""
-    async with asyncio.timeout(timeout):
-        while not condition():
-            for watcher in watchers:
-                await _drain(watcher)
-            if not watchers:
-                await asyncio.sleep(0.1)
+def drained(condition: Callable[[], bool], watchers: list[TopicWatcher]) -> Callable[[], Awaitable[bool]]:
+    """For `until` (interval=0): read what every watcher's topic holds now, then ask the condition."""
+
+    async def check() -> bool:
+        for watcher in watchers:
+            await watcher.collect(0.2)
+        return condition()
+
+    return check
 
 
-async def _drain(watcher: TopicWatcher) -> None:
-    """Read what the topic holds now into watcher.seen."""
-    with contextlib.suppress(TimeoutError):
-        await watcher.wait_for(lambda _: False, timeout=0.2)
+async def send_command(settings: KafkaSettings, order: ControlCommand) -> int:
+    """Put a command on e2ad.control; its offset there."""
+    producer = kafka.producer(settings)
+    await producer.start()
+    try:
+        sent = await producer.send_and_wait(topics.CONTROL, topics.encode(order), key=topics.key("control"))
+    finally:
+        await producer.stop()
+    return sent.offset
+
+
+async def processors_committed(settings: KafkaSettings) -> int:
+    """The offset the processors' consumer group has committed on e2ad.control (one partition)."""
+    from processors.app import APP_ID
+
+    reader = kafka.consumer(settings, group_id=APP_ID)
+    await reader.start()
+    try:
+        return await reader.committed(TopicPartition(topics.CONTROL, 0)) or 0
+    finally:
+        await reader.stop()
+
+
+async def processors_read_past(settings: KafkaSettings, offset: int) -> None:
+    """Wait until the processors have applied and committed e2ad.control up to `offset`, inclusive.
+
+    They commit a command once it is applied and its outputs are durable, in order: once past a
+    marker command sent after the commands under test, those commands' records are all published.
+    """
+
+    async def past() -> bool:
+        return await processors_committed(settings) > offset
+
+    await until(past, f"the processors to commit {topics.CONTROL} past offset {offset}", timeout=60)
+
+
+async def folded_past(settings: KafkaSettings, desired: TopicWatcher, deadline: dt.datetime) -> None:
+    """Wait until the guard has had its chance to release what it could release by `deadline` (a
+    delete's arrival plus the window), then read ad.desired up to its end.
+
+    The window is elapsed time on the processors' clock (this host's): nothing but time passing
+    lets a held delete out, so the wait for the deadline is a wait for time itself. The positive
+    signal that the processors got there: a group created after the deadline and two timer ticks,
+    seen on ad.desired. The release timer asks for its turn every tick and turns are taken in the
+    order asked, so a tick at or past the deadline ran before that create was folded in, and what
+    it released was durable before the create's state was published.
+    """
+    from processors.app import TICK_SECONDS
+
+    ticked = deadline + dt.timedelta(seconds=2 * TICK_SECONDS)
+    await until(
+        lambda: dt.datetime.now(dt.UTC) >= ticked, f"the clock to pass {ticked}", timeout=WINDOW + 60, interval=0.1
+    )
+    marker = group_id("m", next(_MARKERS))
+    await send_all(settings, topics.GRAPH_CHANGES, created([marker]))
+    await desired.wait_for(lambda d: d.group_id == marker and d.state == "present", timeout=60)
+    await desired.read_to_end()
+
+
+_MARKERS = itertools.count(1)  # the marker groups' numbers
 
 
 async def test_a_burst_is_staged_survives_a_restart_and_is_applied_once_on_approval(
@@ -176,19 +235,28 @@ async def test_a_burst_is_staged_survives_a_restart_and_is_applied_once_on_appro
         watchers = [desired, staged, results, status]
         with running_stage("process", settings, tmp_path / "process-1.log"):
             await send_all(kafka_settings, topics.GRAPH_CHANGES, created(ids))
-            await eventually(lambda: len({d.group_id for d in desired.seen}) == 600, watchers, 90)
+            await until(
+                drained(lambda: len({d.group_id for d in desired.seen}) == 600, watchers),
+                "the 600 groups on ad.desired",
+                timeout=120,
+                interval=0,
+            )
 
             # 600 deletes (half soft, half hard) in one go, and a group created in the same batch.
             await send_all(kafka_settings, topics.GRAPH_CHANGES, [*removed(ids), *created([canary])])
             await desired.wait_for(lambda d: d.group_id == canary and d.state == "present", timeout=30)
-            await eventually(
-                lambda: (
-                    len([s for s in staged.seen if s]) == 600
-                    and len([r for r in results.seen if r.action == "StagedDelete"]) == 600
-                    and any(s.state == "quarantined" and s.staged == 600 for s in status.seen)
+            await until(
+                drained(
+                    lambda: (
+                        len([s for s in staged.seen if s]) == 600
+                        and len([r for r in results.seen if r.action == "StagedDelete"]) == 600
+                        and any(s.state == "quarantined" and s.staged == 600 for s in status.seen)
+                    ),
+                    watchers,
                 ),
-                watchers,
-                60,
+                "600 staged deletes, their 600 results and a quarantined status with 600 staged",
+                timeout=120,
+                interval=0,
             )
             async with aiohttp.ClientSession() as http:
                 async with http.get(f"http://127.0.0.1:{web_port}/healthz") as health:
@@ -198,7 +266,7 @@ async def test_a_burst_is_staged_survives_a_restart_and_is_applied_once_on_appro
                     text = await metrics.text()
             assert "e2ad_processors_staged_deletes 600.0" in text
             assert "e2ad_processors_delete_threshold_exceeded 1.0" in text
-            await eventually(lambda: len(mails.received) == 1, [], 20)
+            await until(lambda: len(mails.received) == 1, "the trip's e-mail", timeout=60)
 
         assert {s.group_id for s in staged.seen if s} == wanted
         assert {s.reason for s in staged.seen if s} == {"deleted in Entra", "soft-deleted in Entra"}
@@ -214,18 +282,38 @@ async def test_a_burst_is_staged_survives_a_restart_and_is_applied_once_on_appro
         # Restarted while deletes are staged: still staged, still quarantined, nothing deleted.
         restarted_at = dt.datetime.now(dt.UTC)
         with running_stage("process", settings, tmp_path / "process-2.log"):
-            await status.wait_for(lambda s: s.updated_at > restarted_at and s.state == "quarantined", timeout=60)
-            await asyncio.sleep(WINDOW + 1)
+            again = await status.wait_for(
+                lambda s: s.updated_at > restarted_at and s.state == "quarantined", timeout=120
+            )
+            last_arrival = max(s.arrived_at for s in staged.seen if s)
+            await folded_past(
+                kafka_settings, desired, max(last_arrival + dt.timedelta(seconds=WINDOW), again.updated_at)
+            )
             assert absent(desired.seen, wanted) == [], "a staged delete reached ad.desired"
 
             approval = ControlCommand(command="approve-deletes")
             await command(kafka_settings, approval)
-            await eventually(lambda: len(absent(desired.seen, wanted)) == 600, watchers, 60)
-            await eventually(lambda: sum(s is None for s in staged.seen) == 600, watchers, 30)
-            await status.wait_for(lambda s: s.state == "running" and s.staged == 0, timeout=30)
+            await until(
+                drained(lambda: len(absent(desired.seen, wanted)) == 600, watchers),
+                "the 600 approved deletes on ad.desired",
+                timeout=120,
+                interval=0,
+            )
+            await until(
+                drained(lambda: sum(s is None for s in staged.seen) == 600, watchers),
+                "600 tombstones on ad.staged-deletes",
+                timeout=60,
+                interval=0,
+            )
+            await status.wait_for(lambda s: s.state == "running" and s.staged == 0, timeout=60)
             await command(kafka_settings, approval)  # delivered again: applied once
-            await asyncio.sleep(2)
-            await _drain(desired)
+            # The writers' command: the processors ignore it, and commit past it after the approval.
+            marker = await send_command(kafka_settings, ControlCommand(command="clear-quarantine", writer="none"))
+            await processors_read_past(kafka_settings, marker)
+            staged_before = len(staged.seen)
+            await desired.read_to_end()
+            await staged.read_to_end()
+            assert staged.seen[staged_before:] == [], "the approval repeated changed ad.staged-deletes"
         assert len(absent(desired.seen, wanted)) == 600
         assert len(mails.received) == 1, "one e-mail per trip"
 
@@ -243,28 +331,54 @@ async def test_below_the_threshold_deletes_pass_after_the_window_and_a_spread_bu
         watchers = [desired, staged, status]
         with running_stage("process", env(kafka_settings, tmp_path), tmp_path / "process.log") as process:
             await send_all(kafka_settings, topics.GRAPH_CHANGES, created(few + spread))
-            await eventually(lambda: len({d.group_id for d in desired.seen}) == 1099, watchers, 90)
+            await until(
+                drained(lambda: len({d.group_id for d in desired.seen}) == 1099, watchers),
+                "the 1099 groups on ad.desired",
+                timeout=120,
+                interval=0,
+            )
 
             # 499 deletes in one go: held for the window, then all released.
             sent_at = asyncio.get_running_loop().time()
             await send_all(kafka_settings, topics.GRAPH_CHANGES, removed(few))
-            await eventually(lambda: len(absent(desired.seen, set(few))) == 499, watchers, 60)
+            await until(
+                drained(lambda: len(absent(desired.seen, set(few))) == 499, watchers),
+                "the 499 deletes released on ad.desired",
+                timeout=120,
+                interval=0,
+            )
             assert asyncio.get_running_loop().time() - sent_at >= WINDOW - 0.5, "released before the window"
             assert [s for s in staged.seen if s] == []
-            await asyncio.sleep(WINDOW)  # they leave the window: the next burst is counted on its own
+            # No wait: a delete is released once it is one window old, so all 499 have left the
+            # window, and the next burst is counted on its own (the burst_first_arrival check below).
+            spread_sent_at = dt.datetime.now(dt.UTC)
 
             # 600 deletes in 30 rounds of 20, within the window: held the same way.
             for start in range(0, 600, 20):
                 await send_all(kafka_settings, topics.GRAPH_CHANGES, removed(spread[start : start + 20]))
                 await asyncio.sleep(0.05)
-            await eventually(lambda: len([s for s in staged.seen if s]) == 600, watchers, 60)
-            await status.wait_for(lambda s: s.state == "quarantined", timeout=30)
+            await until(
+                drained(lambda: len([s for s in staged.seen if s]) == 600, watchers),
+                "600 staged deletes",
+                timeout=120,
+                interval=0,
+            )
+            await status.wait_for(lambda s: s.state == "quarantined", timeout=60)
+            held = [s for s in staged.seen if s]
+            assert min(s.burst_first_arrival for s in held) >= spread_sent_at, "the released deletes counted again"
 
             await command(kafka_settings, ControlCommand(command="reject-deletes"))
-            await eventually(lambda: sum(s is None for s in staged.seen) == 600, watchers, 60)
-            await status.wait_for(lambda s: s.state == "running" and s.staged == 0, timeout=30)
-            await asyncio.sleep(WINDOW + 1)
-            await _drain(desired)
+            await until(
+                drained(lambda: sum(s is None for s in staged.seen) == 600, watchers),
+                "600 tombstones on ad.staged-deletes",
+                timeout=120,
+                interval=0,
+            )
+            running = await status.wait_for(lambda s: s.state == "running" and s.staged == 0, timeout=60)
+            last_arrival = max(s.arrived_at for s in held)
+            await folded_past(
+                kafka_settings, desired, max(last_arrival + dt.timedelta(seconds=WINDOW), running.updated_at)
+            )
             assert absent(desired.seen, set(spread)) == [], "a rejected delete reached ad.desired"
             assert process.poll() is None
     log = (tmp_path / "process.log").read_text()
