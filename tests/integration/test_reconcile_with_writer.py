@@ -62,6 +62,6 @@ async def test_reconcile_recreates_a_deleted_child_and_the_running_writer_comple
         child_dn = read_group(ad_admin, test_ou, child.anchor)["dn"]
         members = read_group(ad_admin, test_ou, parent.anchor)["member"]
         assert [m.lower() for m in members] == [child_dn.lower()]
-        await writer.poll(0.5)
+        await writer.caught_up()  # reconcile_all flushed its dead letter before it returned
         letters = [dict(letter.headers) for letter in writer.dead_letters if letter.key == unusable_key]
         assert SOURCE.encode() in [headers["e2ad-source"] for headers in letters]
