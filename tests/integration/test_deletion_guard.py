@@ -191,16 +191,32 @@ async def processors_read_past(settings: KafkaSettings, offset: int) -> None:
     await until(past, f"the processors to commit {topics.CONTROL} past offset {offset}", timeout=60)
 
 
+async def timer_running(log: Path) -> dt.datetime:
+    """Wait until the processors' faust worker says it is ready (in its log); when it was seen.
+
+    faust starts the app's tasks, the deletion guard's release timer among them, just before its
+    worker says "Ready": from then on the timer ticks.
+    """
+
+    def ready() -> dt.datetime | None:
+        return dt.datetime.now(dt.UTC) if "]: Ready" in log.read_text(errors="replace") else None
+
+    return await until(ready, f"the processors' worker to be ready ({log.name})", timeout=120, interval=0.1)
+
+
 async def folded_past(settings: KafkaSettings, desired: TopicWatcher, deadline: dt.datetime) -> None:
-    """Wait until the guard has had its chance to release what it could release by `deadline` (a
-    delete's arrival plus the window), then read ad.desired up to its end.
+    """Wait until the guard has had its chance to release what it could release by `deadline`, then
+    read ad.desired up to its end. `deadline`: a delete's arrival plus the window, and no earlier
+    than the release timer is known to run.
 
     The window is elapsed time on the processors' clock (this host's): nothing but time passing
-    lets a held delete out, so the wait for the deadline is a wait for time itself. The positive
-    signal that the processors got there: a group created after the deadline and two timer ticks,
-    seen on ad.desired. The release timer asks for its turn every tick and turns are taken in the
-    order asked, so a tick at or past the deadline ran before that create was folded in, and what
-    it released was durable before the create's state was published.
+    lets a held delete out, so the wait for the deadline is a wait for time itself, not for
+    nothing to happen. The positive signal that the processors got past it: a group created two
+    timer ticks after the deadline, seen on ad.desired. The release timer asks for its turn every
+    tick (TICK_SECONDS after its last), and turns are taken in the order asked, so a tick past the
+    deadline ran before that create was folded in, and what it released was durable before the
+    create's state was published. (It assumes the processors' loop is never stalled for a tick; if
+    it were, the check could pass when it should fail, never fail when it should pass.)
     """
     from processors.app import TICK_SECONDS
 
@@ -285,10 +301,12 @@ async def test_a_burst_is_staged_survives_a_restart_and_is_applied_once_on_appro
             again = await status.wait_for(
                 lambda s: s.updated_at > restarted_at and s.state == "quarantined", timeout=120
             )
+            # As read back: 600 staged, none waiting for the window.
+            assert (again.staged, again.pending) == (600, 0)
+            timer_started = await timer_running(tmp_path / "process-2.log")
             last_arrival = max(s.arrived_at for s in staged.seen if s)
-            await folded_past(
-                kafka_settings, desired, max(last_arrival + dt.timedelta(seconds=WINDOW), again.updated_at)
-            )
+            deadline = max(last_arrival + dt.timedelta(seconds=WINDOW), again.updated_at, timer_started)
+            await folded_past(kafka_settings, desired, deadline)
             assert absent(desired.seen, wanted) == [], "a staged delete reached ad.desired"
 
             approval = ControlCommand(command="approve-deletes")
