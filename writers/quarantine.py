@@ -165,6 +165,16 @@ class Quarantine:
         self._leave()
         return True
 
+    def restart(self) -> bool:
+        """Restart sync (`e2ad restart`): the escrows (failure counts) cleared, quarantine left.
+
+        Unlike clear(), the counts start afresh also for a writer that is not quarantined, as
+        Cloud Sync's Restart clears escrows. True when the writer was quarantined.
+        """
+        quarantined = not self.writing
+        self._leave()
+        return quarantined
+
     # -- internals ----------------------------------------------------------------------------
     def _count(self, group_id: str, outcome: Outcome) -> None:
         self._decided.add(group_id)

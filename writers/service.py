@@ -197,7 +197,7 @@ class WriterService:
             self._control.pause(*self._control.assignment())
 
     async def _obey(self) -> None:
-        """Commands on e2ad.control, read before each poll: a clear-quarantine ends the hold now."""
+        """Commands on e2ad.control, read before each poll: clear-quarantine or restart ends the hold now."""
         assert self._control is not None and self._loop is not None
         for records in (await self._control.getmany(timeout_ms=0)).values():
             for record in records:
@@ -205,10 +205,14 @@ class WriterService:
                     command = topics.decode(ControlCommand, record.value)
                 except pydantic.ValidationError:
                     continue  # a command for another stage
-                if command.addresses(self.name) and self.quarantine.clear():
-                    log.warning("writer %s: quarantine cleared by %s", self.name, command.issued_by or "an operator")
-                    await self._publish_status()
+                if not command.addresses(self.name):
+                    continue
+                left = self.quarantine.restart() if command.command == "restart" else self.quarantine.clear()
+                if left:
+                    who = command.issued_by or "an operator"
+                    log.warning("writer %s: quarantine cleared by %s (%s)", self.name, who, command.command)
                     self._loop.release()
+                await self._publish_status()  # a restart also resets the counts the status shows
 
     async def _publish_status(self) -> None:
         assert self._producer is not None

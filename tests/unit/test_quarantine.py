@@ -141,6 +141,16 @@ def test_clear_leaves_quarantine_and_the_disabled_state(quarantine: Quarantine, 
     assert quarantine.clear() is True and quarantine.state == "running"
 
 
+def test_restart_clears_the_escrows_also_of_a_writer_that_is_not_quarantined(quarantine: Quarantine) -> None:
+    decide(quarantine, "failed", 4000)
+    assert quarantine.writing and quarantine.failing == 4000
+    assert quarantine.restart() is False  # it was writing, but its failure counts start afresh
+    assert quarantine.failing == 0 and quarantine.decided == 0
+    assert decide(quarantine, "failed", 4999)[-1] is False  # 4,000 more would have quarantined it before
+    quarantine.credentials_rejected("invalid credentials")
+    assert quarantine.restart() is True and quarantine.writing
+
+
 def test_rejected_credentials_replace_an_escrow_reason(quarantine: Quarantine) -> None:
     decide(quarantine, "failed", 5_000)
     assert quarantine.credentials_rejected("invalid credentials") is True
