@@ -32,12 +32,13 @@ def run_once(settings: KafkaSettings, command: Callable[[], Awaitable[T]]) -> T:
         raise click.ClickException(str(exc)) from None
 
 
-async def send(settings: KafkaSettings, command: ControlCommand) -> None:
-    """Put the command on e2ad.control, acknowledged by the broker."""
+async def send(settings: KafkaSettings, command: ControlCommand) -> int:
+    """Put the command on e2ad.control, acknowledged by the broker; its offset there."""
     await kafka.ensure_topics(settings)
     producer = kafka.producer(settings)
     await producer.start()
     try:
-        await producer.send_and_wait(topics.CONTROL, topics.encode(command))
+        sent = await producer.send_and_wait(topics.CONTROL, topics.encode(command))
     finally:
         await producer.stop()
+    return sent.offset

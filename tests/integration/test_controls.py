@@ -17,6 +17,7 @@ from aiokafka import TopicPartition
 from click.testing import CliRunner, Result
 
 from e2ad.cli import main
+from e2ad.control import send
 from harness.standin import GraphStandin, running_standin
 from ingest.control import CONSUMER_GROUP as CONTROL_GROUP
 from ingest.graph_worker import GraphWorker
@@ -99,13 +100,7 @@ async def ingest_read_past(kafka_settings: KafkaSettings, marker: ControlCommand
     The reader commits in the worker's loop, before the loop's round: once past a marker sent after
     an earlier one was committed past, the round of the loop that read the earlier one is over.
     """
-    producer = kafka.producer(kafka_settings)
-    await producer.start()
-    try:
-        sent = await producer.send_and_wait(topics.CONTROL, topics.encode(marker), key=topics.key("control"))
-    finally:
-        await producer.stop()
-    past = sent.offset + 1
+    past = await send(kafka_settings, marker) + 1
     await until(
         lambda: _committed_at_least(kafka_settings, past), f"ingest to commit {topics.CONTROL} past {past}", timeout=60
     )

@@ -24,6 +24,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from pydantic import BaseModel
 
+from e2ad.control import send
 from harness.services import free_port
 from runtime import kafka
 from schemas import topics
@@ -153,17 +154,6 @@ def drained(condition: Callable[[], bool], watchers: list[TopicWatcher]) -> Call
         return condition()
 
     return check
-
-
-async def send_command(settings: KafkaSettings, order: ControlCommand) -> int:
-    """Put a command on e2ad.control; its offset there."""
-    producer = kafka.producer(settings)
-    await producer.start()
-    try:
-        sent = await producer.send_and_wait(topics.CONTROL, topics.encode(order), key=topics.key("control"))
-    finally:
-        await producer.stop()
-    return sent.offset
 
 
 async def processors_committed(settings: KafkaSettings) -> int:
@@ -326,7 +316,7 @@ async def test_a_burst_is_staged_survives_a_restart_and_is_applied_once_on_appro
             await status.wait_for(lambda s: s.state == "running" and s.staged == 0, timeout=60)
             await command(kafka_settings, approval)  # delivered again: applied once
             # The writers' command: the processors ignore it, and commit past it after the approval.
-            marker = await send_command(kafka_settings, ControlCommand(command="clear-quarantine", writer="none"))
+            marker = await send(kafka_settings, ControlCommand(command="clear-quarantine", writer="none"))
             await processors_read_past(kafka_settings, marker)
             staged_before = len(staged.seen)
             await desired.read_to_end()

@@ -13,20 +13,10 @@ from hypothesis import strategies as st
 from processors.deletion_guard import ALL, DeletionGuard, GuardOutcome, GuardSettings, GuardStatus
 from schemas.deletes import THRESHOLD_EXCEEDED
 from schemas.desired import DesiredGroup, anchor_of
+from tests.clock import FakeClock
 
 START = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 WINDOW = 300.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
 
 
 def deleted(group_id: str, reason: str = "deleted", name: str | None = None) -> DesiredGroup:
@@ -63,19 +53,21 @@ def trips(outcomes: Iterable[GuardOutcome]) -> int:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock(START)
 
 
 @pytest.fixture
-def guard(clock: Clock) -> DeletionGuard:
+def guard(clock: FakeClock) -> DeletionGuard:
     return DeletionGuard(GuardSettings(threshold=500, window_seconds=WINDOW), clock)
 
 
 # -- holding and releasing ------------------------------------------------------------------------
 
 
-def test_499_deletes_in_one_window_are_held_for_the_window_then_all_pass(guard: DeletionGuard, clock: Clock) -> None:
+def test_499_deletes_in_one_window_are_held_for_the_window_then_all_pass(
+    guard: DeletionGuard, clock: FakeClock
+) -> None:
     outcomes = delete_all(guard, ids(499))
     assert published(outcomes) == [] and staged(outcomes) == []
     assert guard.next_release_at() == START + dt.timedelta(seconds=WINDOW)
@@ -90,7 +82,7 @@ def test_499_deletes_in_one_window_are_held_for_the_window_then_all_pass(guard: 
     assert guard.trip is None and guard.pending == {} and guard.next_release_at() is None
 
 
-def test_500_deletes_in_one_window_trip_once_and_stage_every_one(guard: DeletionGuard, clock: Clock) -> None:
+def test_500_deletes_in_one_window_trip_once_and_stage_every_one(guard: DeletionGuard, clock: FakeClock) -> None:
     outcomes = delete_all(guard, ids(500))
     assert published(outcomes) == []
     assert trips(outcomes) == 1 and outcomes[-1].tripped is not None  # one notification, by the 500th
@@ -107,7 +99,9 @@ def test_500_deletes_in_one_window_trip_once_and_stage_every_one(guard: Deletion
     assert guard.status() == GuardStatus(trip=trip, staged=503, pending=0, forcing_since=None)
 
 
-def test_600_deletes_in_many_small_rounds_within_the_window_are_all_staged(guard: DeletionGuard, clock: Clock) -> None:
+def test_600_deletes_in_many_small_rounds_within_the_window_are_all_staged(
+    guard: DeletionGuard, clock: FakeClock
+) -> None:
     outcomes: list[GuardOutcome] = []
     for round_ in range(12):  # 50 deletes every 20 s: 500 of them within 200 s
         outcomes += delete_all(guard, ids(50, f"r{round_}-"))
@@ -121,7 +115,7 @@ def test_600_deletes_in_many_small_rounds_within_the_window_are_all_staged(guard
     assert trip.since == START + dt.timedelta(seconds=9 * 20)  # the round that brought the 500th
 
 
-def test_600_deletes_spread_over_three_windows_all_pass(guard: DeletionGuard, clock: Clock) -> None:
+def test_600_deletes_spread_over_three_windows_all_pass(guard: DeletionGuard, clock: FakeClock) -> None:
     outcomes: list[GuardOutcome] = []
     for window in range(3):
         outcomes += delete_all(guard, ids(200, f"w{window}-"))
@@ -131,7 +125,7 @@ def test_600_deletes_spread_over_three_windows_all_pass(guard: DeletionGuard, cl
     assert len(published(outcomes)) == 600 == len(set(published(outcomes)))
 
 
-def test_a_delete_exactly_one_window_old_still_counts_since_arrivals_come_before_releases(clock: Clock) -> None:
+def test_a_delete_exactly_one_window_old_still_counts_since_arrivals_come_before_releases(clock: FakeClock) -> None:
     guard = DeletionGuard(GuardSettings(threshold=3, window_seconds=10), clock)
     guard.decide(deleted("a"))
     clock.advance(10)
@@ -141,7 +135,7 @@ def test_a_delete_exactly_one_window_old_still_counts_since_arrivals_come_before
     assert guard.release_due().publish == ()
 
 
-def test_a_delete_released_at_this_instant_still_counts_toward_the_burst_it_ends(clock: Clock) -> None:
+def test_a_delete_released_at_this_instant_still_counts_toward_the_burst_it_ends(clock: FakeClock) -> None:
     guard = DeletionGuard(GuardSettings(threshold=3, window_seconds=10), clock)
     guard.decide(deleted("a"))
     clock.advance(10)
@@ -150,7 +144,7 @@ def test_a_delete_released_at_this_instant_still_counts_toward_the_burst_it_ends
     assert trips(outcomes) == 1 and sorted(guard.staged) == ["b", "c"]  # but the burst is still stopped
 
 
-def test_a_delete_one_window_old_is_forgotten_and_counts_no_more(clock: Clock) -> None:
+def test_a_delete_one_window_old_is_forgotten_and_counts_no_more(clock: FakeClock) -> None:
     guard = DeletionGuard(GuardSettings(threshold=3, window_seconds=10), clock)
     delete_all(guard, ["a", "b"])
     clock.advance(10)
@@ -161,14 +155,14 @@ def test_a_delete_one_window_old_is_forgotten_and_counts_no_more(clock: Clock) -
     assert trips(delete_all(guard, ["c", "d"])) == 0
 
 
-def test_a_trip_stages_pending_deletes_outside_its_window_too(guard: DeletionGuard, clock: Clock) -> None:
+def test_a_trip_stages_pending_deletes_outside_its_window_too(guard: DeletionGuard, clock: FakeClock) -> None:
     delete_all(guard, ids(10, "early"))
     clock.advance(WINDOW * 2)  # the caller's timer is late: the early ones were not released yet
     outcomes = delete_all(guard, ids(500))
     assert len(staged(outcomes)) == 510 and published(outcomes) == []
 
 
-def test_the_staged_record_says_what_is_held_why_and_which_burst(clock: Clock) -> None:
+def test_the_staged_record_says_what_is_held_why_and_which_burst(clock: FakeClock) -> None:
     guard = DeletionGuard(GuardSettings(threshold=2, window_seconds=WINDOW), clock)
     guard.decide(deleted("a", reason="out of scope", name="Sales"))
     clock.advance(5)
@@ -185,7 +179,7 @@ def test_the_staged_record_says_what_is_held_why_and_which_burst(clock: Clock) -
 # -- repeated deletes and the newest state ---------------------------------------------------------
 
 
-def test_a_repeated_delete_counts_once_and_replaces_the_held_one(clock: Clock) -> None:
+def test_a_repeated_delete_counts_once_and_replaces_the_held_one(clock: FakeClock) -> None:
     guard = DeletionGuard(GuardSettings(threshold=3, window_seconds=10), clock)
     guard.decide(deleted("a", reason="soft-deleted"))
     clock.advance(4)
@@ -198,7 +192,7 @@ def test_a_repeated_delete_counts_once_and_replaces_the_held_one(clock: Clock) -
     assert [(d.group_id, d.reason) for d in released] == [("a", "deleted"), ("b", "deleted")]
 
 
-def test_a_restore_supersedes_a_pending_delete_and_passes_at_once(guard: DeletionGuard, clock: Clock) -> None:
+def test_a_restore_supersedes_a_pending_delete_and_passes_at_once(guard: DeletionGuard, clock: FakeClock) -> None:
     guard.decide(deleted("a"))
     outcome = guard.decide(present("a"))
     assert outcome.publish == (present("a"),) and outcome.superseded == ("a",)
@@ -207,7 +201,7 @@ def test_a_restore_supersedes_a_pending_delete_and_passes_at_once(guard: Deletio
     assert guard.release_due().publish == ()
 
 
-def test_a_superseded_delete_still_counts_toward_a_burst(clock: Clock) -> None:
+def test_a_superseded_delete_still_counts_toward_a_burst(clock: FakeClock) -> None:
     guard = DeletionGuard(GuardSettings(threshold=3, window_seconds=10), clock)
     guard.decide(deleted("a"))
     guard.decide(present("a"))
@@ -222,7 +216,7 @@ def test_decisions_other_than_deletes_never_wait_even_when_tripped(guard: Deleti
     assert outcome.publish == (present("other"),) and outcome.superseded == ()
 
 
-def test_a_restore_supersedes_a_staged_delete_and_the_last_one_clears_the_trip(clock: Clock) -> None:
+def test_a_restore_supersedes_a_staged_delete_and_the_last_one_clears_the_trip(clock: FakeClock) -> None:
     guard = DeletionGuard(GuardSettings(threshold=2, window_seconds=10), clock)
     delete_all(guard, ["a", "b"])
     first = guard.decide(present("a"))
@@ -236,7 +230,7 @@ def test_a_restore_supersedes_a_staged_delete_and_the_last_one_clears_the_trip(c
 # -- operator commands -----------------------------------------------------------------------------
 
 
-def test_approve_releases_only_the_staged_deletes_still_valid(clock: Clock) -> None:
+def test_approve_releases_only_the_staged_deletes_still_valid(clock: FakeClock) -> None:
     guard = DeletionGuard(GuardSettings(threshold=3, window_seconds=10), clock)
     delete_all(guard, ["a", "b", "c"])
     guard.decide(present("b"))
@@ -245,7 +239,7 @@ def test_approve_releases_only_the_staged_deletes_still_valid(clock: Clock) -> N
     assert approved.cleared and guard.trip is None and guard.staged == {}
 
 
-def test_a_trip_consumes_its_window_so_the_guard_counts_afresh_after_an_approval(clock: Clock) -> None:
+def test_a_trip_consumes_its_window_so_the_guard_counts_afresh_after_an_approval(clock: FakeClock) -> None:
     guard = DeletionGuard(GuardSettings(threshold=3, window_seconds=10), clock)
     guard.decide(deleted("a"))
     guard.decide(present("a"))  # "a" still counts ...
@@ -256,7 +250,7 @@ def test_a_trip_consumes_its_window_so_the_guard_counts_afresh_after_an_approval
     assert trips(outcomes) == 0 and sorted(guard.pending) == ["d", "e"]
 
 
-def test_approving_some_staged_deletes_leaves_the_rest_in_quarantine(clock: Clock) -> None:
+def test_approving_some_staged_deletes_leaves_the_rest_in_quarantine(clock: FakeClock) -> None:
     guard = DeletionGuard(GuardSettings(threshold=3, window_seconds=10), clock)
     delete_all(guard, ["a", "b", "c"])
     assert guard.reject("a b") == GuardOutcome()  # a lone string is one group id
@@ -265,7 +259,7 @@ def test_approving_some_staged_deletes_leaves_the_rest_in_quarantine(clock: Cloc
     assert guard.trip is not None and sorted(guard.staged) == ["b", "c"]
 
 
-def test_approving_twice_changes_nothing_the_second_time(clock: Clock) -> None:
+def test_approving_twice_changes_nothing_the_second_time(clock: FakeClock) -> None:
     guard = DeletionGuard(GuardSettings(threshold=2, window_seconds=10), clock)
     delete_all(guard, ["a", "b"])
     assert published([guard.approve(["a"])]) == ["a"]
@@ -276,7 +270,7 @@ def test_approving_twice_changes_nothing_the_second_time(clock: Clock) -> None:
     assert sorted(guard.staged) == ["c", "d"]
 
 
-def test_reject_drops_the_staged_deletes_and_the_ad_groups_stay(clock: Clock) -> None:
+def test_reject_drops_the_staged_deletes_and_the_ad_groups_stay(clock: FakeClock) -> None:
     guard = DeletionGuard(GuardSettings(threshold=2, window_seconds=10), clock)
     delete_all(guard, ["a", "b"])
     outcome = guard.reject(ALL, command_id="r-1")
@@ -287,14 +281,14 @@ def test_reject_drops_the_staged_deletes_and_the_ad_groups_stay(clock: Clock) ->
     assert guard.reject(ALL, command_id="r-1") == GuardOutcome()
 
 
-def test_threshold_0_passes_every_delete_at_once(clock: Clock) -> None:
+def test_threshold_0_passes_every_delete_at_once(clock: FakeClock) -> None:
     guard = DeletionGuard(GuardSettings(threshold=0), clock)
     outcomes = delete_all(guard, ids(1000))
     assert len(published(outcomes)) == 1000 and trips(outcomes) == 0
     assert list(guard.to_state()) == ["guard"]
 
 
-def test_restart_ends_the_quarantine_and_drops_the_staged_deletes(guard: DeletionGuard, clock: Clock) -> None:
+def test_restart_ends_the_quarantine_and_drops_the_staged_deletes(guard: DeletionGuard, clock: FakeClock) -> None:
     delete_all(guard, ids(500))
     outcome = guard.restart()
     assert outcome.publish == () and outcome.cleared
@@ -304,7 +298,7 @@ def test_restart_ends_the_quarantine_and_drops_the_staged_deletes(guard: Deletio
     assert trips(delete_all(guard, ids(500))) == 1
 
 
-def test_restart_keeps_pending_deletes_pending(guard: DeletionGuard, clock: Clock) -> None:
+def test_restart_keeps_pending_deletes_pending(guard: DeletionGuard, clock: FakeClock) -> None:
     delete_all(guard, ids(3))
     assert guard.restart() == GuardOutcome()
     clock.advance(WINDOW)
@@ -312,7 +306,7 @@ def test_restart_keeps_pending_deletes_pending(guard: DeletionGuard, clock: Cloc
 
 
 def test_restart_forcing_deletes_releases_the_held_ones_and_lets_deletes_pass_until_the_round_ends(
-    guard: DeletionGuard, clock: Clock
+    guard: DeletionGuard, clock: FakeClock
 ) -> None:
     delete_all(guard, ids(500))
     clock.advance(1)
@@ -338,7 +332,7 @@ def test_a_restart_without_force_deletes_guards_a_forced_round_from_then_on(guar
     assert published(delete_all(guard, ["a"])) == [] and list(guard.pending) == ["a"]
 
 
-def test_a_delete_held_when_the_guard_was_turned_off_is_replaced_by_the_next_one(clock: Clock) -> None:
+def test_a_delete_held_when_the_guard_was_turned_off_is_replaced_by_the_next_one(clock: FakeClock) -> None:
     held = DeletionGuard(GuardSettings(threshold=2, window_seconds=10), clock)
     delete_all(held, ["a", "b"])  # tripped, both staged
     guard = DeletionGuard.from_state(held.to_state(), GuardSettings(threshold=0), clock)
@@ -357,12 +351,12 @@ def test_settings_reject_a_negative_threshold_and_an_empty_window() -> None:
 # -- durability ------------------------------------------------------------------------------------
 
 
-def round_trip(guard: DeletionGuard, clock: Clock) -> DeletionGuard:
+def round_trip(guard: DeletionGuard, clock: FakeClock) -> DeletionGuard:
     state = json.loads(json.dumps(guard.to_state()))
     return DeletionGuard.from_state(state, guard.settings, clock)
 
 
-def test_state_round_tripped_mid_window_gives_the_same_outcomes(clock: Clock) -> None:
+def test_state_round_tripped_mid_window_gives_the_same_outcomes(clock: FakeClock) -> None:
     settings_ = GuardSettings(threshold=4, window_seconds=10)
 
     def script(guard: DeletionGuard, reload_at: int | None) -> list[GuardOutcome]:
@@ -392,7 +386,7 @@ def test_state_round_tripped_mid_window_gives_the_same_outcomes(clock: Clock) ->
         assert script(DeletionGuard(settings_, clock), reload_at) == expected
 
 
-def test_the_writes_rebuild_the_state_record_by_record(clock: Clock) -> None:
+def test_the_writes_rebuild_the_state_record_by_record(clock: FakeClock) -> None:
     guard = DeletionGuard(GuardSettings(threshold=3, window_seconds=10), clock)
     store: dict[str, object] = {}
 
@@ -441,7 +435,7 @@ def test_property_no_delete_of_a_burst_is_released_and_every_other_one_is_releas
     A delete of group g arriving at a is held until released, replaced by a later delete of g,
     superseded by a restore of g, or staged. Its due tick is the first tick at or after a + W.
     """
-    clock = Clock()
+    clock = FakeClock(START)
     window = dt.timedelta(seconds=PROPERTY_WINDOW)
     guard = DeletionGuard(GuardSettings(threshold=threshold, window_seconds=PROPERTY_WINDOW), clock)
     arrivals: list[tuple[dt.datetime, str]] = []
@@ -519,7 +513,7 @@ step = st.one_of(
 )
 
 
-def run(guard: DeletionGuard, clock: Clock, op: str, arg: object) -> list[GuardOutcome]:
+def run(guard: DeletionGuard, clock: FakeClock, op: str, arg: object) -> list[GuardOutcome]:
     if op == "advance":
         assert isinstance(arg, int)
         clock.advance(arg)
@@ -551,7 +545,7 @@ def test_property_the_newest_state_wins_and_a_reload_changes_nothing(
     the window has passed and every staged delete is approved each group's last decision is out.
     """
     settings_ = GuardSettings(threshold=threshold, window_seconds=PROPERTY_WINDOW)
-    clock, twin_clock = Clock(), Clock()
+    clock, twin_clock = FakeClock(START), FakeClock(START)
     guard = DeletionGuard(settings_, clock)
     twin = DeletionGuard(settings_, twin_clock)  # the same steps, never reloaded
     latest: dict[str, DesiredGroup] = {}  # each group's last decision

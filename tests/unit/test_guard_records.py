@@ -23,17 +23,10 @@ from schemas.config import KafkaSettings
 from schemas.deletes import DeletionTrip, StagedDelete
 from schemas.desired import DesiredGroup
 from schemas.status import PROCESSORS_KEY, ProcessorStatus, WriterStatus
+from tests.clock import FakeClock
 
 T0 = dt.datetime(2026, 12, 2, 9, 0, tzinfo=dt.UTC)
 SETTINGS = GuardSettings(threshold=3, window_seconds=60)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> dt.datetime:
-        return self.now
 
 
 def delete(group_id: str, name: str | None = None) -> DesiredGroup:
@@ -44,7 +37,7 @@ def delete(group_id: str, name: str | None = None) -> DesiredGroup:
 
 
 def trip_of(count: int) -> tuple[DeletionTrip, list[StagedDelete]]:
-    clock = Clock()
+    clock = FakeClock(T0)
     guard = DeletionGuard(GuardSettings(threshold=count, window_seconds=60), clock)
     staged: list[StagedDelete] = []
     trip = None
@@ -93,7 +86,7 @@ def test_the_notice_waits_for_the_burst_to_stop_growing_but_not_for_ever() -> No
 
 
 def test_status_says_quarantined_with_the_reason_and_counts() -> None:
-    clock = Clock()
+    clock = FakeClock(T0)
     guard = DeletionGuard(SETTINGS, clock)
     guard.decide(delete("a"))
     running = processor_status(guard.status(), SETTINGS, T0)
@@ -122,7 +115,7 @@ def test_a_staged_delete_is_logged_as_skipped_with_how_to_approve() -> None:
 
 
 def test_the_guard_state_is_written_under_its_prefix_and_rebuilt_from_it() -> None:
-    guard = DeletionGuard(SETTINGS, Clock())
+    guard = DeletionGuard(SETTINGS, FakeClock(T0))
     for group_id in ("a", "b", "c"):
         guard.decide(delete(group_id))
     log: dict[bytes, bytes] = {}

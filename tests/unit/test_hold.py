@@ -6,30 +6,20 @@ import datetime as dt
 
 import pytest
 
+from tests.clock import FakeClock
 from writers.hold import Hold
 from writers.quarantine import Quarantine, QuarantinePolicy
 
 START = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(START)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def hold(clock: Clock) -> Hold:
+def hold(clock: FakeClock) -> Hold:
     policy = QuarantinePolicy(retry_after=(dt.timedelta(seconds=60),), retry_every=dt.timedelta(seconds=120))
     return Hold(Quarantine(policy, clock), initial_seconds=1.0, max_seconds=5.0, clock=clock)
 
@@ -39,7 +29,7 @@ def test_a_running_writer_with_the_dc_there_writes_now(hold: Hold) -> None:
     assert hold.available() is False  # nothing changed: the status needs no update
 
 
-def test_the_backoff_doubles_up_to_the_max_and_starts_over_once_the_dc_answers(hold: Hold, clock: Clock) -> None:
+def test_the_backoff_doubles_up_to_the_max_and_starts_over_once_the_dc_answers(hold: Hold, clock: FakeClock) -> None:
     delays = []
     for _ in range(5):
         delays.append(hold.unavailable())
@@ -53,13 +43,13 @@ def test_the_backoff_doubles_up_to_the_max_and_starts_over_once_the_dc_answers(h
     assert hold.unavailable() == 1.0
 
 
-def test_a_wait_counts_down_with_the_clock(hold: Hold, clock: Clock) -> None:
+def test_a_wait_counts_down_with_the_clock(hold: Hold, clock: FakeClock) -> None:
     hold.unavailable()
     clock.advance(0.25)
     assert hold.wait() == 0.75
 
 
-def test_quarantine_holds_until_its_next_retry_which_is_then_due(hold: Hold, clock: Clock) -> None:
+def test_quarantine_holds_until_its_next_retry_which_is_then_due(hold: Hold, clock: FakeClock) -> None:
     hold.quarantine.credentials_rejected("invalid credentials")
     assert hold.wait() == 60 and not hold.retry_due()
     clock.advance(60)
@@ -68,7 +58,7 @@ def test_quarantine_holds_until_its_next_retry_which_is_then_due(hold: Hold, clo
     assert hold.wait() == 120 and not hold.retry_due()
 
 
-def test_the_dc_backoff_and_quarantine_hold_until_the_later_of_the_two(hold: Hold, clock: Clock) -> None:
+def test_the_dc_backoff_and_quarantine_hold_until_the_later_of_the_two(hold: Hold, clock: FakeClock) -> None:
     hold.quarantine.credentials_rejected("invalid credentials")
     clock.advance(59.5)
     hold.unavailable()  # a retry due in 0.5 s, the DC to be tried again in 1 s
@@ -83,7 +73,7 @@ def test_a_cleared_quarantine_writes_at_once(hold: Hold) -> None:
     assert hold.wait() == 0 and not hold.retry_due()
 
 
-def test_a_disabled_writer_waits_until_cleared(clock: Clock) -> None:
+def test_a_disabled_writer_waits_until_cleared(clock: FakeClock) -> None:
     policy = QuarantinePolicy(retry_after=(dt.timedelta(seconds=60),), give_up_after=dt.timedelta(seconds=60))
     hold = Hold(Quarantine(policy, clock), initial_seconds=1.0, max_seconds=5.0, clock=clock)
     hold.quarantine.credentials_rejected("invalid credentials")

@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 
 from schemas.config import WriterSettings
+from tests.clock import FakeClock
 from writers.quarantine import CREDENTIALS, ESCROW, Outcome, Quarantine, QuarantinePolicy, outcome_of
 
 START = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
@@ -14,21 +15,13 @@ HOUR = dt.timedelta(hours=1)
 DAY = dt.timedelta(days=1)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> dt.datetime:
-        return self.now
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(START)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def quarantine(clock: Clock) -> Quarantine:
+def quarantine(clock: FakeClock) -> Quarantine:
     return Quarantine(QuarantinePolicy(), clock)
 
 
@@ -60,7 +53,7 @@ def test_proportion_below_40_percent_keeps_writing(quarantine: Quarantine) -> No
     assert quarantine.record("one-more", "failed") is True  # 5,001 of 12,501 > 40 %
 
 
-def test_more_than_40000_failures_quarantine_whatever_the_proportion(clock: Clock) -> None:
+def test_more_than_40000_failures_quarantine_whatever_the_proportion(clock: FakeClock) -> None:
     quarantine = Quarantine(QuarantinePolicy(evaluation_start=10, failure_limit=40), clock)  # same rule, smaller
     decide(quarantine, "ok", 10_000, prefix="ok")  # 41 of 10,041 is far below 40 %
     assert not any(decide(quarantine, "failed", 40))
@@ -68,7 +61,7 @@ def test_more_than_40000_failures_quarantine_whatever_the_proportion(clock: Cloc
     assert quarantine.detail == "41 groups fail, more than 40"
 
 
-def test_reference_failures_count_only_towards_the_absolute_limit(clock: Clock) -> None:
+def test_reference_failures_count_only_towards_the_absolute_limit(clock: FakeClock) -> None:
     quarantine = Quarantine(QuarantinePolicy(evaluation_start=5, absolute_limit=20), clock)
     # Unresolved members never make the proportion: 100 % of groups with them is fine ...
     assert not any(decide(quarantine, "reference-failed", 16, prefix="r"))
@@ -79,7 +72,7 @@ def test_reference_failures_count_only_towards_the_absolute_limit(clock: Clock) 
     assert quarantine.detail == "21 groups fail, counting unresolved members, more than 20"
 
 
-def test_a_group_counts_once_and_stops_counting_when_it_recovers(clock: Clock) -> None:
+def test_a_group_counts_once_and_stops_counting_when_it_recovers(clock: FakeClock) -> None:
     quarantine = Quarantine(QuarantinePolicy(evaluation_start=3), clock)
     for _ in range(10):
         quarantine.record("same", "failed")
@@ -90,7 +83,9 @@ def test_a_group_counts_once_and_stops_counting_when_it_recovers(clock: Clock) -
     assert quarantine.writing
 
 
-def test_retries_follow_the_schedule_then_daily_and_give_up_after_28_days(quarantine: Quarantine, clock: Clock) -> None:
+def test_retries_follow_the_schedule_then_daily_and_give_up_after_28_days(
+    quarantine: Quarantine, clock: FakeClock
+) -> None:
     quarantine.credentials_rejected("invalid credentials")
     due = []
     while quarantine.state == "quarantined":
@@ -112,7 +107,7 @@ def test_retries_follow_the_schedule_then_daily_and_give_up_after_28_days(quaran
     assert "no success in 28 days" in (quarantine.detail or "")
 
 
-def test_a_late_retry_skips_the_slots_it_missed(quarantine: Quarantine, clock: Clock) -> None:
+def test_a_late_retry_skips_the_slots_it_missed(quarantine: Quarantine, clock: FakeClock) -> None:
     quarantine.credentials_rejected("invalid credentials")
     clock.now = START + 30 * HOUR  # asleep through the 6 h, 12 h and 24 h slots
     assert quarantine.retry_due()
@@ -120,7 +115,7 @@ def test_a_late_retry_skips_the_slots_it_missed(quarantine: Quarantine, clock: C
     assert quarantine.next_retry == START + 2 * DAY and quarantine.retries == 1
 
 
-def test_the_first_success_leaves_quarantine_with_fresh_counts(quarantine: Quarantine, clock: Clock) -> None:
+def test_the_first_success_leaves_quarantine_with_fresh_counts(quarantine: Quarantine, clock: FakeClock) -> None:
     decide(quarantine, "failed", 5_000)
     assert quarantine.state == "quarantined"
     clock.now = START + 6 * HOUR
@@ -131,7 +126,7 @@ def test_the_first_success_leaves_quarantine_with_fresh_counts(quarantine: Quara
     assert (quarantine.decided, quarantine.failing) == (0, 0)
 
 
-def test_clear_leaves_quarantine_and_the_disabled_state(quarantine: Quarantine, clock: Clock) -> None:
+def test_clear_leaves_quarantine_and_the_disabled_state(quarantine: Quarantine, clock: FakeClock) -> None:
     assert quarantine.clear() is False  # nothing to clear
     quarantine.credentials_rejected("invalid credentials")
     assert quarantine.clear() is True and quarantine.writing
