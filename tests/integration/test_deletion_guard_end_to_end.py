@@ -15,6 +15,8 @@ One pipeline, one tenant, in order:
 4. KEPT come back into scope and leave it again: held again. The stages and the broker are stopped
    (stages first: the embedded broker drops writes acknowledged during its own shutdown) and started
    again: still staged, still quarantined. `deletes reject --all`: the AD groups stay, running.
+5. 499 of those groups deleted in Entra in one round: below the threshold, every one is deleted in
+   AD, each after the window.
 
 Delta rounds run on the timer (graph.delta_interval_seconds), not on change notifications: a
 change that reaches AD proves what it needs to without 1,200 webhook deliveries on a 2-core host.
@@ -433,9 +435,31 @@ async def _scenario(s: Scenario, tmp_path: Path) -> None:
         assert anchor_of(canary) in found
         assert observed.absent(kept_ids) == [], "a held delete of KEPT reached ad.desired"
         assert len(observed.absent(doomed_ids)) == DOOMED  # the approved ones, once each
+        s.took("reject after the restart: the groups stay, running")
+
+        # -- 5. 499 of the rejected groups deleted in Entra in one round: below the threshold, all
+        # reach AD once the window has passed (a rejected delete keeps the group, not the next one).
+        below = kept[: THRESHOLD - 1]
+        below_ids, below_anchors = set(below), {anchor_of(g) for g in below}
+        deleted_at = now()
+        for group_id in below:
+            tenant.hard_delete_group(group_id)
+        await s.in_ad(lambda found: not (below_anchors & found), f"the {len(below)} deletes below the threshold in AD")
+        applied = await observed.until(
+            lambda: (
+                len(done := [r for r in observed.results.seen if r.action == "delete" and r.group_id in below_ids])
+                >= len(below)
+                and done
+            ),
+            f"the {len(below)} delete results",
+        )
+        assert {r.status for r in applied} == {"success"}
+        assert min(r.at for r in applied) >= deleted_at + dt.timedelta(seconds=WINDOW), "a delete did not wait"
+        assert [x for x in observed.statuses(deleted_at) if x.state != "running"] == []
+        assert kept_anchors - below_anchors <= await s.anchors()
         assert len(s.inbox.received) == 3, "one e-mail per trip"
         assert pipeline.exited() == {}, "a stage died; see its log"
-        s.took("reject after the restart: the groups stay, running")
+        s.took(f"{len(below)} deletes below the threshold applied in AD")
 
 
 async def _held(s: Scenario, observed: Observed, ids: set[str], after: dt.datetime, *, emails: int) -> ProcessorStatus:
