@@ -35,14 +35,17 @@ def settings_environment(settings: Settings) -> dict[str, str]:
 
 
 def _flatten(model: BaseModel, prefix: str, env: dict[str, str]) -> None:
-    for name in type(model).model_fields:
+    for name, field in type(model).model_fields.items():
         value: Any = getattr(model, name)
-        key = f"{prefix}{name.upper()}"
+        # A field is named by its alias where it has one: notifications.email.from, not .sender.
+        key = f"{prefix}{(field.alias or name).upper()}"
         if isinstance(value, BaseModel):
             _flatten(value, key + "__", env)
         elif isinstance(value, dict):
             if value:
                 env[key] = json.dumps(value)
+        elif isinstance(value, list):
+            env[key] = json.dumps(value, default=str)  # JSON, as the settings read a list: not ['a'], Python's
         elif value is not None:
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()

@@ -234,9 +234,11 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
             outcome = guard.restart(order.force_deletes, order.command_id)
         else:
             return  # clear-quarantine is the writers'
+        for item in outcome.dropped:
+            core.kept(item.group_id)  # its AD group stays: a later delete of another reason must reach AD
         # The command's id is in the guard's state: read again after a crash, it changes nothing.
         await durable(route(outcome, Staged()) + status_writes(utc_now(), at_once=True))
-        await durable(guard_state())
+        await durable([(state, key, value, None) for key, value in store.changed_keys()] + guard_state())
         log.info(
             "%s (%s) applied: %d published, %d staged deletes ended",
             order.command, order.command_id, len(outcome.publish), len(outcome.unstaged),

@@ -66,6 +66,17 @@ class ProvisioningState:
                 affected = [record.id, *self._parents_of(record.id)]
         return [d for gid in dict.fromkeys(affected) if (d := self._evaluate(gid, record.observed_at)) is not None]
 
+    def kept(self, group_id: str) -> None:
+        """The group's published delete was not applied (rejected, or dropped by a restart): it stays in AD.
+
+        It counts as provisioned again, so that a later delete for another reason (deleted in Entra
+        after leaving the scope) reaches AD; the same delete is not published again (its
+        fingerprint is the one published), and a return to the scope publishes the group as ever.
+        """
+        group = self.groups.get(group_id)
+        if group is not None and not group.get("provisioned"):
+            self.groups[group_id] = {**group, "provisioned": True}
+
     # -- folding -----------------------------------------------------------------------------
     def _group_changed(self, record: GroupChanged) -> list[str]:
         group = dict(self.groups.get(record.id) or _new_group())

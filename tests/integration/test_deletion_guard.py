@@ -8,20 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import email
-import email.policy
 import itertools
-import socket
 from collections.abc import Awaitable, Callable, Iterator
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aiokafka import TopicPartition
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
 from pydantic import BaseModel
 
 from e2ad.control import send
@@ -35,6 +29,7 @@ from schemas.deletes import StagedDelete
 from schemas.desired import DesiredGroup
 from schemas.results import ProvisioningResult
 from schemas.status import ProcessorStatus
+from tests.integration.smtp import Inbox, running_inbox
 from tests.integration.stages import TopicWatcher, running_stage
 from tests.polling import until
 
@@ -44,35 +39,10 @@ WINDOW = 6.0
 NOW = dt.datetime.now(dt.UTC)
 
 
-class Inbox:
-    """An aiosmtpd handler that keeps the messages that arrive (it runs in aiosmtpd's own thread)."""
-
-    def __init__(self) -> None:
-        self.received: list[EmailMessage] = []
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        message = email.message_from_bytes(envelope.original_content or b"", policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        self.received.append(message)
-        return "250 OK"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def inbox() -> Iterator[tuple[Inbox, int]]:
-    handler = Inbox()
-    port = _free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
+    with running_inbox() as running:
+        yield running
 
 
 def env(kafka_settings: KafkaSettings, tmp_path: Path, **extra: str) -> dict[str, str]:

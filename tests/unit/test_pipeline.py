@@ -6,7 +6,15 @@ from pathlib import Path
 
 from e2ad.settings import load_settings
 from harness.pipeline import settings_environment
-from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings, WebhookSettings
+from schemas.config import (
+    AdSettings,
+    EmailSettings,
+    KafkaSettings,
+    NotificationSettings,
+    ProvisioningSettings,
+    Settings,
+    WebhookSettings,
+)
 
 
 def test_settings_survive_the_trip_through_the_environment(tmp_path: Path) -> None:
@@ -20,3 +28,30 @@ def test_settings_survive_the_trip_through_the_environment(tmp_path: Path) -> No
         state_dir=tmp_path,
     )
     assert load_settings(environ=settings_environment(settings)) == settings
+
+
+def test_aliased_fields_and_lists_of_text_survive_the_trip(tmp_path: Path) -> None:
+    # notifications.email.from is the field `sender` (an alias), and `to` a list of text: the
+    # variables must be E2AD_NOTIFICATIONS__EMAIL__FROM and a JSON list, as an operator writes them.
+    settings = Settings(
+        provisioning=ProvisioningSettings(
+            target_container="OU=Groups,DC=e2ad,DC=test",
+            containers=["OU=Groups,DC=e2ad,DC=test", "OU=More,DC=e2ad,DC=test"],
+        ),
+        notifications=NotificationSettings(
+            email=EmailSettings.model_validate(
+                {
+                    "smtp_host": "127.0.0.1",
+                    "smtp_port": 2525,
+                    "security": "none",
+                    "from": "e2ad <e2ad@corp.example>",
+                    "to": ["identity-admins@corp.example", "oncall@corp.example"],
+                }
+            )
+        ),
+        state_dir=tmp_path,
+    )
+    environment = settings_environment(settings)
+    assert environment["E2AD_NOTIFICATIONS__EMAIL__FROM"] == "e2ad <e2ad@corp.example>"
+    assert environment["E2AD_NOTIFICATIONS__EMAIL__TO"] == '["identity-admins@corp.example", "oncall@corp.example"]'
+    assert load_settings(environ=environment) == settings

@@ -165,6 +165,29 @@ def test_leaving_the_scope_deletes_unless_configured_to_keep() -> None:
     assert deleted.state == "absent"
 
 
+def test_a_group_whose_delete_was_kept_in_ad_is_deleted_when_it_is_deleted_in_entra() -> None:
+    # Left the scope; the deletion guard staged the delete and an operator rejected it: the AD group stays.
+    s = state()
+    s.apply(group_changed())
+    [out_of_scope] = s.apply(group_changed(mailEnabled=True))
+    assert out_of_scope.state == "absent"
+    s.kept(GROUP)
+    assert s.apply(group_changed(mailEnabled=True, description="still mail-enabled")) == []  # the reject stands
+    [deleted] = s.apply(GroupRemoved(id=GROUP, observed_at=NOW, reason="deleted"))
+    assert (deleted.state, deleted.reason) == ("absent", "deleted in Entra")
+
+
+def test_a_kept_group_back_in_scope_is_published() -> None:
+    s = state()
+    s.apply(group_changed())
+    s.apply(group_changed(mailEnabled=True))
+    s.kept(GROUP)
+    [back] = s.apply(group_changed())
+    assert back.state == "present"
+    s.kept("never-seen")  # nothing to keep
+    assert "never-seen" not in s.groups
+
+
 def test_removal_of_a_never_provisioned_group_publishes_nothing() -> None:
     s = state()
     s.apply(group_changed(mailEnabled=True))
