@@ -109,9 +109,11 @@ def trip_email(trip: DeletionTrip, staged: Sequence[StagedDelete]) -> tuple[str,
     lines = [
         f"The e2ad processors are quarantined: {trip.reason}.",
         "",
+        # The trip is counted at the delete that reaches the threshold; the staged count includes the
+        # rest of the burst, which the message waits for.
         f"{trip.burst_deletes} groups were deleted (or left the scope) within {trip.window_seconds:g} seconds,"
-        f" from {_time(trip.burst_first_arrival)} to {_time(trip.burst_last_arrival)}; the threshold is"
-        f" {trip.threshold}. None of these deletes has been applied: {count} are staged, and every"
+        f" from {_time(trip.burst_first_arrival)} to {_time(trip.burst_last_arrival)}, reaching the threshold"
+        f" of {trip.threshold}. None of these deletes has been applied: {count} are staged, and every"
         " further delete is staged too until the quarantine ends. Every staged group stays in AD exactly"
         " as it is; creates, updates and memberships keep flowing.",
         "",

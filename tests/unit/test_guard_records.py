@@ -55,7 +55,7 @@ def test_the_email_counts_names_the_first_groups_by_display_name_and_gives_the_c
     subject, body = trip_email(trip, staged)
     assert subject == "e2ad: 25 group deletes held: delete threshold exceeded"
     assert "The e2ad processors are quarantined: delete threshold exceeded." in body
-    assert "the threshold is 25" in body and "25 are staged" in body
+    assert "reaching the threshold of 25" in body and "25 are staged" in body
     listed = [line for line in body.splitlines() if line.startswith("  - ")]
     assert len(listed) == 20
     assert listed[0] == "  - Group 001 (g024, deleted in Entra)"  # by display name, not by arrival
