@@ -231,7 +231,7 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
         elif order.command == "reject-deletes":
             outcome = guard.reject(order.groups if order.groups is not None else ALL, order.command_id)
         elif order.command == "restart":
-            outcome = guard.restart(order.force_deletes, order.command_id)
+            outcome = guard.restart(forced(order, utc_now(), settings.deletes.window_seconds), order.command_id)
         else:
             return  # clear-quarantine is the writers'
         for item in outcome.dropped:
@@ -364,6 +364,24 @@ class GuardGate:
         STAGED_DELETES.set(status.staged)
         PENDING_DELETES.set(status.pending)
         THRESHOLD_EXCEEDED.set(1 if status.trip else 0)
+
+
+def forced(order: ControlCommand, now: dt.datetime, window_seconds: float) -> bool:
+    """Whether a restart lets deletes through: only when asked, and only while the ask is fresh.
+
+    A processors group that has never committed on e2ad.control reads it from its start (a day of
+    commands): a `restart --force-deletes` issued then, for a burst long handled, must not open
+    today's deletes. Read more than one window after it was issued, it acts as a plain restart.
+    """
+    if not order.force_deletes:
+        return False
+    if (now - order.issued_at).total_seconds() <= window_seconds:
+        return True
+    log.warning(
+        "restart %s asked to force deletes at %s, more than %g s ago: applied without forcing them",
+        order.command_id, order.issued_at.isoformat(timespec="seconds"), window_seconds,
+    )  # fmt: skip
+    return False
 
 
 class StateLost(RuntimeError):
