@@ -160,6 +160,7 @@ def topic_configs(settings: KafkaSettings) -> dict[str, dict[str, str]]:
         topics.CONTROL: _deleted_after(DAY_MS, HOUR_MS),  # read from its end; a day of operator commands
         topics.STATUS: _COMPACTED,
         topics.PROCESSORS_STATE: _COMPACTED,
+        topics.CONFIG: _COMPACTED,  # the active configuration: one record, read to its end at every start
     }
 
 

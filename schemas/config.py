@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from email.headerregistry import HeaderRegistry
 from pathlib import Path
 from typing import Annotated, Literal
@@ -249,6 +250,120 @@ class ProvisioningSettings(_Section):
         return (self.target_container,) if self.target_container else ()
 
 
+# Scoping filter operators as Cloud Sync's configuration screen spells them (entra-provisioning.md §1.2).
+SCOPE_OPERATORS = (
+    "EQUALS",
+    "NOT EQUALS",
+    "IS TRUE",
+    "IS FALSE",
+    "IS NULL",
+    "IS NOT NULL",
+    "REGEX MATCH",
+    "NOT REGEX MATCH",
+    "GREATER_THAN",
+    "GREATER_THAN_OR_EQUALS",
+    "INCLUDES",
+    "&",
+    "!&",
+    "ENDS_WITH",
+)
+ScopeOperator = Literal[
+    "EQUALS",
+    "NOT EQUALS",
+    "IS TRUE",
+    "IS FALSE",
+    "IS NULL",
+    "IS NOT NULL",
+    "REGEX MATCH",
+    "NOT REGEX MATCH",
+    "GREATER_THAN",
+    "GREATER_THAN_OR_EQUALS",
+    "INCLUDES",
+    "&",
+    "!&",
+    "ENDS_WITH",
+]
+UNARY_OPERATORS = frozenset({"IS TRUE", "IS FALSE", "IS NULL", "IS NOT NULL"})
+INTEGER_OPERATORS = frozenset({"GREATER_THAN", "GREATER_THAN_OR_EQUALS"})
+_OPERATOR_SPELLINGS = {name.replace("_", " "): name for name in SCOPE_OPERATORS}
+_OBJECT_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+class ScopeClause(_Section):
+    """One attribute, one operator, one value; the clauses of a filter are AND-ed."""
+
+    attribute: str = Field(min_length=1)  # a group attribute as Graph names it, or extension_<appId>_<name>
+    operator: ScopeOperator
+    value: str | int | None = None  # none for IS TRUE / IS FALSE / IS NULL / IS NOT NULL
+
+    @field_validator("operator", mode="before")
+    @classmethod
+    def _operator_spelling(cls, value: object) -> object:
+        # Graph's synchronization API spells them with underscores (REGEX_MATCH), the screen with spaces.
+        if isinstance(value, str):
+            return _OPERATOR_SPELLINGS.get(value.strip().upper().replace("_", " "), value)
+        return value
+
+    @model_validator(mode="after")
+    def _value_fits_operator(self) -> ScopeClause:
+        if self.operator in UNARY_OPERATORS:
+            if self.value is not None:
+                raise ValueError(f"operator {self.operator} takes no value (got {self.value!r})")
+        elif self.value is None:
+            raise ValueError(f"operator {self.operator} needs a value")
+        elif self.operator in INTEGER_OPERATORS:
+            try:
+                self.value = int(self.value)
+            except ValueError:
+                raise ValueError(f"operator {self.operator} compares integers: {self.value!r} is not one") from None
+        elif not isinstance(self.value, str):
+            self.value = str(self.value)
+        return self
+
+
+class ScopeSettings(_Section):
+    """Which cloud security groups are provisioned (entra-provisioning.md §1.1, §1.2)."""
+
+    # all: every cloud security group (the always-on security clause); selected: only the groups listed.
+    mode: Literal["all", "selected"] = "all"
+    groups: list[str] = Field(default_factory=list)  # Entra object ids, for mode selected
+    # An OR of filters, each an AND of clauses; none: no filter. Evaluated after the security clause.
+    filters: list[list[ScopeClause]] = Field(default_factory=list)
+
+    _list_from_environment = field_validator("groups", "filters", mode="before")(_json_from_environment)
+
+    @field_validator("groups")
+    @classmethod
+    def _object_ids(cls, value: list[str]) -> list[str]:
+        for i, group_id in enumerate(value):
+            if not _OBJECT_ID.match(group_id):
+                raise ValueError(f"groups[{i}]: {group_id!r} is not an Entra object id (a GUID)")
+        return [group_id.lower() for group_id in value]
+
+    @field_validator("filters")
+    @classmethod
+    def _filters_have_clauses(cls, value: list[list[ScopeClause]]) -> list[list[ScopeClause]]:
+        for i, clauses in enumerate(value):
+            if not clauses:
+                # An empty AND is true: it would let every group through, the opposite of what was meant.
+                raise ValueError(f"filters[{i}]: a filter needs at least one clause")
+        return value
+
+    @model_validator(mode="after")
+    def _selection_is_explicit(self) -> ScopeSettings:
+        if self.mode == "selected" and not self.groups:
+            raise ValueError("scope.groups is empty with scope.mode selected: no group would be provisioned")
+        if self.mode == "all" and self.groups:
+            raise ValueError("scope.groups is only used with scope.mode selected (scope.mode is all)")
+        return self
+
+
+class MembershipSettings(_Section):
+    # Write synced users (onPremisesObjectIdentifier → objectGUID) as members. Cloud Sync's 2026 toggle
+    # "Provision membership to on-premises users" is off by default; e2ad's is on (docs/configuration.md).
+    on_premises_users: bool = True
+
+
 class ProcessorSettings(_Section):
     # Where the processors serve /healthz and Prometheus /metrics; no port, no web server.
     web_host: str = "127.0.0.1"
@@ -381,22 +496,45 @@ class NotificationSettings(_Section):
     email: EmailSettings | None = None
 
 
-class Settings(_Section):
+class ProvisioningJob(_Section):
+    """The provisioning configuration: what `e2ad config apply` publishes to e2ad.config and stages follow live.
+
+    The rest of Settings (Kafka, Graph, AD, webhook, …) says how this process reaches the services;
+    these sections say which groups flow and what they look like in AD, the same for every stage.
+    """
+
+    scope: ScopeSettings = Field(default_factory=ScopeSettings)
+    # Target AD attribute → Entra expression, over Cloud Sync's defaults (parentDistinguishedName
+    # maps the container, e.g. with Switch([displayName], …)); checked when the file is loaded.
+    mappings: dict[str, str] = Field(default_factory=dict)
+    membership: MembershipSettings = Field(default_factory=MembershipSettings)
+    tokens: dict[str, str] = Field(default_factory=dict)  # values of %Token% placeholders
+    provisioning: ProvisioningSettings = Field(default_factory=ProvisioningSettings)
+
+    # From E2AD_MAPPINGS / E2AD_TOKENS as a JSON object: attribute names keep their case.
+    _maps_from_environment = field_validator("mappings", "tokens", mode="before")(_json_from_environment)
+
+
+JOB_SECTIONS = tuple(ProvisioningJob.model_fields)
+
+
+class Settings(ProvisioningJob):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     graph: GraphSettings = Field(default_factory=GraphSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     ad: AdSettings = Field(default_factory=AdSettings)
-    provisioning: ProvisioningSettings = Field(default_factory=ProvisioningSettings)
     processors: ProcessorSettings = Field(default_factory=ProcessorSettings)
     deletes: DeleteSettings = Field(default_factory=DeleteSettings)
     writer: WriterSettings = Field(default_factory=WriterSettings)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
-    # Target AD attribute → Entra expression, over Cloud Sync's defaults (parentDistinguishedName
-    # maps the container, e.g. with Switch([displayName], …)); checked when the file is loaded.
-    mappings: dict[str, str] = Field(default_factory=dict)
-    tokens: dict[str, str] = Field(default_factory=dict)  # values of %Token% placeholders
     state_dir: Path | None = None  # local services' data; default ~/.local/state/e2ad
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    # From E2AD_MAPPINGS / E2AD_TOKENS as a JSON object: attribute names keep their case.
-    _maps_from_environment = field_validator("mappings", "tokens", mode="before")(_json_from_environment)
+    @property
+    def job(self) -> ProvisioningJob:
+        """This file's provisioning configuration."""
+        return ProvisioningJob.model_validate({name: getattr(self, name) for name in JOB_SECTIONS})
+
+    def with_job(self, job: ProvisioningJob) -> Settings:
+        """These settings with another provisioning configuration (the active one, from e2ad.config)."""
+        return self.model_copy(update={name: getattr(job, name) for name in JOB_SECTIONS})

@@ -28,9 +28,9 @@ CONTROL = "e2ad.control"  # operator commands to running stages: quarantine, sta
 STATUS = "e2ad.status"
 # compacted, one partition: the processors' users, groups and parents, and the offsets folded in
 PROCESSORS_STATE = "processors.state"
+# compacted, one partition: the active provisioning configuration (schemas/active.py)
+CONFIG = "e2ad.config"
 # How long each topic keeps its records (retention or compaction): runtime/kafka.py topic_configs.
-# Topics of features not built yet (e2ad.config) are not created until they are:
-# docs/architecture.md#topics.
 
 # Topics keyed by object id share one partition count so that stages stay co-partitioned.
 KEYED_BY_OBJECT = frozenset({GRAPH_CHANGES, AD_DESIRED, AD_RESULTS, AD_DEAD_LETTER, AD_PENDING, AD_STAGED_DELETES})
@@ -47,6 +47,7 @@ ALL_TOPICS = (
     CONTROL,
     STATUS,
     PROCESSORS_STATE,
+    CONFIG,
 )
 
 M = TypeVar("M")

@@ -17,6 +17,7 @@ COMPACTED = {
     topics.AD_STAGED_DELETES,
     topics.STATUS,
     topics.PROCESSORS_STATE,
+    topics.CONFIG,
 }
 
 
