@@ -17,6 +17,7 @@ import click
 from aiokafka.errors import KafkaConnectionError
 
 from e2ad.cli_check import check
+from e2ad.cli_config import config
 from e2ad.cli_deletes import deletes
 from e2ad.cli_expr import expr
 from e2ad.cli_quarantine import quarantine
@@ -196,6 +197,7 @@ main.add_command(expr)
 main.add_command(quarantine)
 main.add_command(deletes)
 main.add_command(restart)
+main.add_command(config)
 
 
 def _harness(module: str) -> ModuleType:

@@ -34,16 +34,24 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from prometheus_client import Gauge
 from pydantic import ValidationError
 
+from processors.configuration import (
+    compile_core,
+    evaluation_marker,
+    first_configuration,
+    needs_evaluation,
+)
 from processors.deletion_guard import ALL, DeletionGuard, GuardOutcome, GuardSettings, utc_now
 from processors.guard_records import TripNotice, processor_status, staged_result
-from processors.mapping import GroupMapper
-from processors.provisioning import ProvisioningState
+from processors.provisioning import Decision, ProvisioningState
 from processors.state import ProcessorStore
 from runtime import kafka
+from runtime.active_config import ActiveConfigurationError, file_differs, parse_active, read_active
 from runtime.errors import describe_errors
 from runtime.faust_worker import SignalBoundedWorker
 from runtime.mail import Mailer
+from runtime.names import instance_name
 from schemas import topics
+from schemas.active import ACTIVE_KEY, ActiveConfiguration
 from schemas.changes import CHANGE_RECORD
 from schemas.config import Settings
 from schemas.control import ControlCommand
@@ -64,6 +72,14 @@ TICK_SECONDS = 1.0
 STATUS_EVERY_SECONDS = 5.0
 # A record to send: topic, key, value (None: a tombstone), headers.
 Output = tuple[faust.TopicT, bytes | None, bytes | None, dict[str, bytes] | None]
+
+
+@dataclass
+class InEffect:
+    """The active configuration the processors follow, and the core evaluating groups with it (None: deleted)."""
+
+    active: ActiveConfiguration | None = None
+    core: ProvisioningState | None = None
 
 
 @dataclass
@@ -105,11 +121,9 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
     staged_deletes = app.topic(topics.AD_STAGED_DELETES, key_type=bytes, value_type=bytes)
     status_topic = app.topic(topics.STATUS, key_type=bytes, value_type=bytes)
     control = app.topic(topics.CONTROL, key_type=bytes, value_type=bytes)
+    config_topic = app.topic(topics.CONFIG, key_type=bytes, value_type=bytes)
     store = ProcessorStore()
-    mapper = GroupMapper(settings.mappings, settings.tokens, settings.provisioning.target_container)
-    core = ProvisioningState(
-        settings.provisioning, mapper, users=store.users, groups=store.groups, parents=store.parents
-    )
+    current = InEffect()
     guard_settings = GuardSettings(settings.deletes.threshold, settings.deletes.window_seconds)
     gate = GuardGate(guard_settings)
     if guard_settings.threshold == 0:
@@ -190,6 +204,16 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
             else:
                 log.warning("no e-mail is configured (notifications.email): the trip is only logged")
 
+    def publish(decisions: list[Decision], effects: Staged) -> list[Output]:
+        """Desired states through the deletion guard; mapping failures to the provisioning log."""
+        writes: list[Output] = []
+        for decision in decisions:
+            if isinstance(decision, DesiredGroup):
+                writes += route(gate.guard.decide(decision), effects)
+            else:
+                writes.append((results, topics.key(decision.group_id), topics.encode(decision), None))
+        return writes
+
     def decide(event: faust.EventT, effects: Staged) -> list[Output]:
         try:
             record = CHANGE_RECORD.validate_json(event.value)
@@ -198,13 +222,9 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
             key = event.key.decode(errors="replace") if event.key else "?"
             log.error("unusable record for object %s on %s:\n%s", key, topics.GRAPH_CHANGES, describe_errors(exc))
             return [(dead_letter, event.key, event.value, {"e2ad-error": str(exc).encode()})]
-        writes: list[Output] = []
-        for decision in core.apply(record):
-            if isinstance(decision, DesiredGroup):
-                writes += route(gate.guard.decide(decision), effects)
-            else:
-                writes.append((results, topics.key(decision.group_id), topics.encode(decision), None))
-        return writes
+        if current.core is None:
+            return []  # the configuration is deleted: nothing is provisioned, no state is kept
+        return publish(current.core.apply(record), effects)
 
     async def fold(event: faust.EventT) -> None:
         message = event.message
@@ -235,7 +255,8 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
         else:
             return  # clear-quarantine is the writers'
         for item in outcome.dropped:
-            core.kept(item.group_id)  # its AD group stays: a later delete of another reason must reach AD
+            if current.core is not None:
+                current.core.kept(item.group_id)  # its AD group stays: a later delete of another reason must reach AD
         # The command's id is in the guard's state: read again after a crash, it changes nothing.
         await durable(route(outcome, Staged()) + status_writes(utc_now(), at_once=True))
         await durable([(state, key, value, None) for key, value in store.changed_keys()] + guard_state())
@@ -261,6 +282,62 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
         noticed(effects, now)
         notify_due(now)
 
+    async def reconfigure(active: ActiveConfiguration) -> None:
+        """Follow a configuration: every known group evaluated with it, from the state, without Graph."""
+        previous = current.active
+        if previous is not None and active.version <= previous.version:
+            return  # read again (a restart, a rebalance): already in effect
+        now = utc_now()
+        was_deleted = (store.evaluated or {}).get("state") == "deleted"
+        effects = Staged()
+        outputs: list[Output] = []
+        if active.state == "deleted":
+            # Forgotten, not deleted: the AD groups stay; a later configuration starts from a full round.
+            store.forget()
+            outputs += route(gate.guard.discard(), effects)
+            current.core = None
+        else:
+            try:
+                core = compile_core(settings, active, users=store.users, groups=store.groups, parents=store.parents)
+            except ValueError as exc:
+                if previous is None:
+                    raise ActiveConfigurationError(f"{topics.CONFIG} version {active.version}: {exc}") from None
+                log.error(
+                    "configuration version %d cannot be used, version %d stays in effect: %s",
+                    active.version, previous.version, exc,
+                )  # fmt: skip
+                return
+            current.core = core
+            if needs_evaluation(active, store.evaluated):
+                outputs += publish(core.reevaluate(active.changed_at), effects)
+        await durable(outputs + status_writes(now, at_once=True))
+        changed = [(state, key, value, None) for key, value in store.changed_keys()] + guard_state()
+        await durable([*changed, (state, *store.evaluated_with(evaluation_marker(active)), None)])
+        # Only now: a step that fails part way is tried again, on the state reloaded, as a new configuration.
+        current.active = active
+        noticed(effects, now)
+        if was_deleted and active.state != "deleted":
+            # The state was forgotten: a full delta round rebuilds it, asked for only now that the
+            # processors follow this configuration, so that none of the round is folded into a deleted one.
+            await durable([(control, None, topics.encode(ControlCommand(
+                command="restart", command_id=f"config-{active.version}", issued_by=instance_name("processors")
+            )), None)])  # fmt: skip
+        log.info(
+            "configuration version %d (%s) in effect: %d groups re-evaluated, %d records published",
+            active.version, active.state, len(store.groups), len(outputs),
+        )  # fmt: skip
+
+    async def configuration() -> ActiveConfiguration:
+        """The active configuration; the file's, published as version 1, when there is none yet."""
+        active = await read_active(settings.kafka)
+        if active is None:
+            active = first_configuration(settings.job, changed_by=instance_name("processors"), source=None)
+            await durable([(config_topic, ACTIVE_KEY, topics.encode(active), None)])
+            log.info("%s was empty: this file's configuration is published as version 1", topics.CONFIG)
+        elif (differs := file_differs("processors", settings.job, active)) is not None:
+            log.warning("%s", differs)
+        return active
+
     async def reload() -> None:
         store.load(await kafka.read_latest(settings.kafka, topics.PROCESSORS_STATE))
         gate.load(store.guard)
@@ -272,6 +349,8 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
     async def start() -> None:
         async with turn:
             await reload()
+            current.active = None  # evaluated again against the state just loaded
+            await reconfigure(await configuration())
             # The status as the state has it: quarantined again after a restart while deletes are staged.
             await durable(status_writes(utc_now(), at_once=True))
             loaded.set()
@@ -316,6 +395,19 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
         # Committed once applied: a command issued while the processors are down is applied at start.
         async for event in stream.noack().events():
             await in_turn(describe(event), functools.partial(command, event))
+            await stream.ack(event)
+
+    @app.agent(config_topic)
+    async def follow_configuration(stream: faust.Stream) -> None:
+        await loaded.wait()
+        async for event in stream.noack().events():
+            try:
+                active = parse_active(event.value)
+            except ActiveConfigurationError as exc:
+                log.error("%s; the configuration in effect stays", exc)
+            else:
+                what = f"configuration version {active.version}"
+                await in_turn(functools.partial(str, what), functools.partial(reconfigure, active))
             await stream.ack(event)
 
     @app.task

@@ -279,6 +279,22 @@ class DeletionGuard:
         self._set_guard(trip=None, forcing_since=(self._guard.forcing_since or now) if force_deletes else None)
         return out.frozen()
 
+    def discard(self) -> GuardOutcome:
+        """`e2ad config delete`: every held delete is dropped unapplied (its AD group stays), the trip ends.
+
+        Unlike restart, pending deletes are dropped too: the configuration they came from is gone,
+        and a later configuration must not apply them.
+        """
+        out = _Outcome()
+        for held in sorted(self._held.values(), key=lambda h: h.arrived_at):
+            if held.status == "staged" and held.staged:
+                out.unstaged.append(held.group_id)
+                out.dropped.append(held.staged)
+            self._drop(held.group_id)
+        out.cleared = self._guard.trip is not None
+        self._set_guard(trip=None, forcing_since=None)
+        return out.frozen()
+
     def round_finished(self) -> GuardOutcome:
         """The full round a forcing restart triggered has ended: deletes are guarded again."""
         if self._guard.forcing_since is not None:

@@ -40,7 +40,11 @@ class ProvisioningState:
         users: State,
         groups: State,
         parents: State,
+        paused: bool = False,
     ) -> None:
+        # Paused (the configuration disabled): the state follows Graph, no desired state is
+        # published; reevaluate() publishes what changed meanwhile once enabled again.
+        self.paused = paused
         self.settings = settings
         self.mapper = mapper
         self.users = users
@@ -65,6 +69,15 @@ class ProvisioningState:
                 self.groups[record.id] = group
                 affected = [record.id, *self._parents_of(record.id)]
         return [d for gid in dict.fromkeys(affected) if (d := self._evaluate(gid, record.observed_at)) is not None]
+
+    def reevaluate(self, observed_at: Any) -> list[Decision]:
+        """Every known group's desired state under the current configuration: the ones that changed.
+
+        A new configuration (scope, mappings, membership) is applied to the state, without Graph:
+        groups entering the scope are created, groups leaving it deleted (through the deletion
+        guard), changed attributes updated. Unchanged states are not published again.
+        """
+        return [d for gid in list(self.groups) if (d := self._evaluate(gid, observed_at)) is not None]
 
     def kept(self, group_id: str) -> None:
         """The group's published delete was not applied (rejected, or dropped by a restart): it stays in AD.
@@ -125,7 +138,7 @@ class ProvisioningState:
 
     def _evaluate(self, group_id: str, observed_at: Any) -> Decision | None:
         group = self.groups.get(group_id)
-        if group is None:
+        if group is None or self.paused:
             return None
         try:
             desired = self._desired(group_id, group)

@@ -36,6 +36,7 @@ from typing import Any
 TABLES = ("users", "groups")  # parents is derived from groups (see ProcessorStore.load)
 _APPLIED = "applied"
 _GUARD = "guard"  # the deletion guard's records: guard/guard, guard/deletes/<group id>
+_CONFIG = "config/evaluated"  # the active configuration the groups' published states were evaluated with
 _SEPARATOR = "/"
 
 Write = tuple[bytes, bytes | None]  # a processors.state record: key, value (None: deleted)
@@ -83,6 +84,7 @@ class ProcessorStore:
         self.parents: dict[str, list[str]] = {}
         self._applied: dict[str, int] = {}  # "topic/partition" -> offset of the last record folded in
         self.guard: dict[str, Any] = {}  # the deletion guard's records as last loaded (DeletionGuard.from_state)
+        self.evaluated: dict[str, Any] | None = None  # see evaluated_with
 
     @property
     def users(self) -> TrackedTable:
@@ -101,13 +103,16 @@ class ProcessorStore:
         self._pending.clear()
         self._applied.clear()
         self.guard.clear()
+        self.evaluated = None
         self.parents.clear()
         for table in self.tables.values():
             table._data.clear()
         for raw_key, raw_value in latest.items():
             name, _, key = raw_key.decode().partition(_SEPARATOR)
             value = json.loads(raw_value)
-            if name == _APPLIED:
+            if raw_key.decode() == _CONFIG:
+                self.evaluated = value
+            elif name == _APPLIED:
                 self._applied[key] = int(value)
             elif name == _GUARD:
                 self.guard[key] = value
@@ -135,6 +140,22 @@ class ProcessorStore:
     def guard_writes(records: Mapping[str, Any]) -> list[Write]:
         """processors.state records of the guard's take_writes() (a None record: a tombstone)."""
         return [(_state_key(_GUARD, key), None if value is None else _encode(value)) for key, value in records.items()]
+
+    def evaluated_with(self, marker: dict[str, Any]) -> Write:
+        """Record which active configuration (its digest and state) the groups were last evaluated with.
+
+        Written after the states that evaluation published: a crash in between evaluates every
+        group again at start, which publishes only what differs.
+        """
+        self.evaluated = marker
+        return _CONFIG.encode(), _encode(marker)
+
+    def forget(self) -> None:
+        """Drop every user and group (`e2ad config delete`); the writes are the tombstones."""
+        for table in self.tables.values():
+            for key in list(table):
+                del table[key]
+        self.parents.clear()
 
     def applied(self, topic: str, partition: int, offset: int) -> Write:
         """Record that the record at offset is folded in; the marker to write after its changes."""
