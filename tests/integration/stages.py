@@ -51,6 +51,18 @@ def command_environment(settings: dict[str, str]) -> dict[str, str]:
     return {**inherited, **settings}
 
 
+async def run_e2ad(env: dict[str, str], *args: str, expect: int = 0) -> str:
+    """An e2ad command as an operator runs it, with these E2AD_… settings; its standard output (and error)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "e2ad", *args,
+        env=command_environment(env),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == expect, f"e2ad {' '.join(args)} exited {process.returncode}: {stderr.decode()}"
+    return stdout.decode() + stderr.decode() if expect else stdout.decode()
+
+
 def stop_stage(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
     """Signal a child process and reap it; SIGKILL if it is not gone within 20 s."""
     if process.poll() is None:

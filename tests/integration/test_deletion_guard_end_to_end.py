@@ -31,7 +31,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -61,7 +60,7 @@ from schemas.results import ProvisioningResult
 from schemas.status import ProcessorStatus
 from tests.integration.helpers import ANCHOR, committed, end_offsets, read_group
 from tests.integration.smtp import Inbox, running_inbox
-from tests.integration.stages import TopicWatcher, command_environment
+from tests.integration.stages import TopicWatcher, run_e2ad
 from tests.polling import until
 
 pytestmark = pytest.mark.integration
@@ -145,14 +144,7 @@ def anchors_in_ad(ad_admin: Any, ou: str) -> set[str]:
 
 async def e2ad(settings: Settings, *args: str) -> str:
     """An e2ad command as an operator runs it, with the pipeline's settings; its standard output."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "e2ad", *args,
-        env=command_environment(settings_environment(settings)),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 120)
-    assert process.returncode == 0, f"e2ad {' '.join(args)} exited {process.returncode}: {stderr.decode()}"
-    return stdout.decode()
+    return await run_e2ad(settings_environment(settings), *args)
 
 
 def full_rounds(standin: GraphStandin) -> int:
