@@ -9,7 +9,7 @@ import datetime as dt
 import ssl
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -20,6 +20,9 @@ from schemas.desired import UNIVERSAL_SECURITY_GROUP, DesiredGroup, DesiredMembe
 from schemas.results import ProvisioningResult
 from tests.polling import until
 from writers.service import CONSUMER_GROUP, WriterService
+
+if TYPE_CHECKING:
+    from harness.standin import GraphStandin
 
 ANCHOR = "msDS-ExternalDirectoryObjectId"
 READ = ["cn", "description", "displayName", "adminDescription", "groupType", "sAMAccountName", "member", ANCHOR]
@@ -96,6 +99,36 @@ def read_group(ad_admin: Any, base: str, anchor: str) -> dict[str, Any] | None:
     return {"dn": entry["dn"], **entry["attributes"]}
 
 
+def groups_in_ad(ad_admin: Any, ou: str, attributes: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+    """Every group below the OU that has an anchor, by anchor: these attributes of it and its DN.
+
+    Paged, since the DC returns at most 1,000 entries per search. Single values come as they are,
+    absent ones as None.
+    """
+    entries = ad_admin.extend.standard.paged_search(
+        ou, "(objectClass=group)", attributes=[ANCHOR, *attributes], paged_size=500, generator=False
+    )
+    found: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        if entry.get("type") != "searchResEntry":
+            continue
+        values = {name: _single(entry["attributes"].get(name)) for name in (ANCHOR, *attributes)}
+        if values[ANCHOR]:
+            found[str(values[ANCHOR])] = {"dn": entry["dn"], **values}
+    return found
+
+
+def anchors_in_ad(ad_admin: Any, ou: str) -> set[str]:
+    """The anchors of every group below the OU."""
+    return set(groups_in_ad(ad_admin, ou))
+
+
+def _single(value: Any) -> Any:
+    if isinstance(value, list):
+        return value[0] if value else None
+    return value
+
+
 def object_guid(ad_admin: Any, object_dn: str) -> uuid.UUID:
     ad_admin.search(object_dn, "(objectClass=*)", "BASE", attributes=["objectGUID"])
     return uuid.UUID(bytes_le=ad_admin.response[0]["raw_attributes"]["objectGUID"][0])
@@ -110,6 +143,13 @@ def create_ad_user(ad_admin: Any, ou: str, name: str) -> tuple[str, str]:
     dn = f"CN={name},{ou}"
     assert ad_admin.add(dn, "user", {"sAMAccountName": name[:20]}), ad_admin.result
     return dn, str(object_guid(ad_admin, dn))
+
+
+# -- the Graph stand-in ------------------------------------------------------------------------
+def full_rounds(standin: GraphStandin) -> int:
+    """Groups delta rounds the stand-in has seen start without a delta token: full rounds."""
+    firsts = [r for r in standin.requests_to("/groups/delta") if "$skiptoken" not in r.query]
+    return sum("$deltatoken" not in r.query and "$deltaToken" not in r.query for r in firsts)
 
 
 # -- the writers' offsets and metrics -------------------------------------------------------------

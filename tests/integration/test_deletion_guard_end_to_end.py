@@ -39,7 +39,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from harness.pipeline import Pipeline, settings_environment
+from harness.pipeline import Pipeline
 from harness.services import LocalServices, free_port
 from harness.standin import GraphStandin, running_standin
 from processors.app import TICK_SECONDS
@@ -58,9 +58,9 @@ from schemas.config import (
 from schemas.desired import DesiredGroup, anchor_of
 from schemas.results import ProvisioningResult
 from schemas.status import ProcessorStatus
-from tests.integration.helpers import ANCHOR, committed, end_offsets, read_group
+from tests.integration.helpers import anchors_in_ad, committed, end_offsets, full_rounds, read_group
 from tests.integration.smtp import Inbox, running_inbox
-from tests.integration.stages import TopicWatcher, run_e2ad
+from tests.integration.stages import TopicWatcher, e2ad
 from tests.polling import until
 
 pytestmark = pytest.mark.integration
@@ -123,34 +123,6 @@ class Observed:
 
     def absent(self, ids: set[str]) -> list[DesiredGroup]:
         return [d for d in self.desired.seen if d.state == "absent" and d.group_id in ids]
-
-
-def anchors_in_ad(ad_admin: Any, ou: str) -> set[str]:
-    """The anchors of every group below the OU (paged: more than the DC's 1,000 per search)."""
-    entries = ad_admin.extend.standard.paged_search(
-        ou, "(objectClass=group)", attributes=[ANCHOR], paged_size=500, generator=False
-    )
-    found = set()
-    for entry in entries:
-        if entry.get("type") != "searchResEntry":
-            continue
-        value = entry["attributes"].get(ANCHOR)
-        if isinstance(value, list):
-            value = value[0] if value else None
-        if value:
-            found.add(str(value))
-    return found
-
-
-async def e2ad(settings: Settings, *args: str) -> str:
-    """An e2ad command as an operator runs it, with the pipeline's settings; its standard output."""
-    return await run_e2ad(settings_environment(settings), *args)
-
-
-def full_rounds(standin: GraphStandin) -> int:
-    """Groups delta rounds the stand-in has seen start without a delta token: full rounds."""
-    firsts = [r for r in standin.requests_to("/groups/delta") if "$skiptoken" not in r.query]
-    return sum("$deltatoken" not in r.query and "$deltaToken" not in r.query for r in firsts)
 
 
 def now() -> dt.datetime:
