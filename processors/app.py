@@ -15,6 +15,10 @@ consumer group, so one issued while they are down is applied at start. Fold, tim
 take turns (one lock), each making its outputs durable before the state that records them.
 The full round a `restart --force-deletes` triggers sends no end signal yet: the guard treats it
 as finished once deletes.window_seconds have passed since the restart.
+
+Scope and mappings come from the active configuration on e2ad.config (processors/configuration.py),
+not from the file, once there is one: a new version re-evaluates every group of the state, in
+turn with the fold, and its outputs go through the same guard (docs/configuration.md).
 """
 
 from __future__ import annotations
@@ -310,18 +314,21 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
             current.core = core
             if needs_evaluation(active, store.evaluated):
                 outputs += publish(core.reevaluate(active.changed_at), effects)
+            if was_deleted:
+                # The state was forgotten: a full delta round rebuilds it. Asked for only now that the
+                # processors follow this configuration, so that none of the round is folded into the
+                # deleted one; before the marker, so that a crash in between asks again (ingest runs
+                # one more full round, nothing else).
+                restart = ControlCommand(
+                    command="restart", command_id=f"config-{active.version}", issued_by=instance_name("processors")
+                )
+                outputs.append((control, None, topics.encode(restart), None))
         await durable(outputs + status_writes(now, at_once=True))
         changed = [(state, key, value, None) for key, value in store.changed_keys()] + guard_state()
         await durable([*changed, (state, *store.evaluated_with(evaluation_marker(active)), None)])
         # Only now: a step that fails part way is tried again, on the state reloaded, as a new configuration.
         current.active = active
         noticed(effects, now)
-        if was_deleted and active.state != "deleted":
-            # The state was forgotten: a full delta round rebuilds it, asked for only now that the
-            # processors follow this configuration, so that none of the round is folded into a deleted one.
-            await durable([(control, None, topics.encode(ControlCommand(
-                command="restart", command_id=f"config-{active.version}", issued_by=instance_name("processors")
-            )), None)])  # fmt: skip
         log.info(
             "configuration version %d (%s) in effect: %d groups re-evaluated, %d records published",
             active.version, active.state, len(store.groups), len(outputs),

@@ -573,3 +573,25 @@ def test_property_the_newest_state_wins_and_a_reload_changes_nothing(
     guard.round_finished()
     assert guard.status() == GuardStatus(trip=None, staged=0, pending=0, forcing_since=None)
     assert {g: d for g, d in out.items() if g not in rejected} == {g: d for g, d in latest.items() if g not in rejected}
+
+
+# -- a deleted configuration ------------------------------------------------------------------------
+
+
+def test_discard_drops_every_held_delete_unapplied_and_ends_the_trip(guard: DeletionGuard, clock: FakeClock) -> None:
+    delete_all(guard, ids(3, "pending"))
+    assert guard.status().pending == 3
+    dropped_pending = guard.discard()
+    assert dropped_pending.publish == () and dropped_pending.dropped == () and guard.status().pending == 0
+    clock.advance(2 * WINDOW)
+    assert guard.release_due().publish == ()  # the deleted configuration's deletes never come out
+
+    delete_all(guard, ids(500))  # the threshold is reached: staged
+    assert guard.status().staged == 500 and guard.trip is not None
+
+    outcome = guard.discard()
+
+    assert sorted(outcome.unstaged) == sorted(ids(500))
+    assert sorted(s.group_id for s in outcome.dropped) == sorted(ids(500))
+    assert outcome.publish == () and outcome.cleared
+    assert guard.trip is None and guard.status().staged == 0 and guard.status().pending == 0
