@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
-from schemas.config import Settings
+from schemas.config import JOB_SECTIONS, Settings
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,21 @@ def settings_environment(settings: Settings) -> dict[str, str]:
     env: dict[str, str] = {}
     _flatten(settings, "E2AD_", env)
     return env
+
+
+def operator_environment(settings: Settings) -> dict[str, str]:
+    """The E2AD_… variables of an operator's shell next to stages run with these settings.
+
+    How to reach the services, but not the provisioning configuration (scope, mappings, …): the
+    environment overrides a file, so those variables would win over what `e2ad config apply FILE`
+    is asked to apply.
+    """
+    job = tuple(f"E2AD_{section.upper()}" for section in JOB_SECTIONS)
+    return {
+        name: value
+        for name, value in settings_environment(settings).items()
+        if not any(name == prefix or name.startswith(f"{prefix}__") for prefix in job)
+    }
 
 
 def _flatten(model: BaseModel, prefix: str, env: dict[str, str]) -> None:

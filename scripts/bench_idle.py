@@ -23,43 +23,34 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import json
 import logging
 import os
 import random
-import secrets
 import statistics
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.embedded import SIMULATED_GRAPH_TIMING
+# The benchmarks' shared pieces, next to this script (its directory is on sys.path).
+from pipeline_bench import BenchError, bench_ou, embedded_broker, simulated_settings, wait_for_subscriptions
+
 from harness.pipeline import Pipeline
-from harness.services import LocalServices, free_port
+from harness.services import LocalServices
 from harness.standin import GraphStandin, running_standin
 from runtime import fetch_pacing, kafka
 from runtime.logs import configure_logging
 from schemas import topics
-from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings, WebhookSettings
+from schemas.config import AdSettings, KafkaSettings
 from schemas.results import ProvisioningResult
-from writers.connection import close, connect
 from writers.errors import DirectoryUnavailable
 
-TREE_DELETE = ("1.2.840.113556.1.4.805", True, None)
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-READY_TIMEOUT_SECONDS = 60
 CHANGE_TIMEOUT_SECONDS = 30
 # Changes come at random gaps, so they fall at random points of the consumers' pauses.
 GAP_SECONDS = (0.5, 1.5)
-PARTITIONS = 4
-
-
-class BenchError(Exception):
-    """The benchmark could not measure: a stage died, or a change did not reach AD."""
 
 
 @dataclass(frozen=True)
@@ -94,59 +85,13 @@ def pacing_pause(seconds: float) -> Iterator[None]:
             os.environ[fetch_pacing.PAUSE_VARIABLE] = before
 
 
-@contextlib.asynccontextmanager
-async def bench_ou(ad: AdSettings) -> AsyncIterator[str]:
-    ou = f"OU=bench-idle-{uuid.uuid4().hex[:8]},{ad.base_dn}"
-    await asyncio.to_thread(ldap_step, ad, lambda c: c.add(ou, "organizationalUnit"), f"create {ou}")
-    try:
-        yield ou
-    finally:
-        try:
-            await asyncio.to_thread(ldap_step, ad, lambda c: c.delete(ou, controls=[TREE_DELETE]), f"delete {ou}")
-        except (BenchError, DirectoryUnavailable) as exc:  # reported, not raised: an earlier error matters more
-            print(f"warning: {exc}; remove {ou} with a tree delete", file=sys.stderr)
-
-
-def ldap_step(ad: AdSettings, step, what: str) -> None:  # type: ignore[no-untyped-def]
-    connection = connect(ad)
-    try:
-        _, result, _, _ = step(connection)
-        if result["result"] != 0:
-            raise BenchError(f"{what}: {result['description']} {result.get('message') or ''}")
-    finally:
-        close(connection)
-
-
-@contextlib.asynccontextmanager
-async def embedded_broker(state_dir: Path) -> AsyncIterator[tuple[KafkaSettings, int]]:
-    services = LocalServices(state_dir)
-    bootstrap = await services.start_kafka()
-    try:
-        settings = KafkaSettings(bootstrap_servers=bootstrap, partitions=PARTITIONS)
-        await kafka.ensure_topics(settings)
-        yield settings, json.loads(services.kafka_state.read_text())["pid"]
-    finally:
-        services.stop_kafka()
-
-
 async def run_variant(args: argparse.Namespace, pause: float, ad: AdSettings, state_dir: Path) -> Figures:
     async with (
         embedded_broker(state_dir / "services") as (kafka_settings, broker_pid),
-        bench_ou(ad) as ou,
+        bench_ou(ad, "bench-idle") as ou,
         running_standin() as standin,
     ):
-        port = free_port()
-        settings = Settings(
-            kafka=kafka_settings,
-            graph=standin.graph_settings(**SIMULATED_GRAPH_TIMING),
-            webhook=WebhookSettings(
-                listen_port=port, public_url=f"http://127.0.0.1:{port}", client_state=secrets.token_urlsafe(32)
-            ),
-            ad=ad,
-            provisioning=ProvisioningSettings(target_container=ou),
-            state_dir=state_dir / "state",
-            log_level="WARNING",
-        )
+        settings = simulated_settings(kafka_settings, standin, ad, ou, state_dir / "state")
         with pacing_pause(pause):
             async with (
                 Pipeline(settings, log_dir=state_dir / "logs") as pipeline,
@@ -164,15 +109,6 @@ async def run_variant(args: argparse.Namespace, pause: float, ad: AdSettings, st
                 if exited := pipeline.exited():
                     raise BenchError(f"a stage died: {exited}; see {state_dir / 'logs'}")
         return Figures(cpu, latencies, after_read)
-
-
-async def wait_for_subscriptions(standin: GraphStandin) -> None:
-    """Ingest has created its groups and users subscriptions: changes are notified from here on."""
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    while len(standin.subscriptions.subscriptions) < 2:
-        if time.monotonic() > deadline:
-            raise BenchError(f"ingest did not subscribe within {READY_TIMEOUT_SECONDS} s")
-        await asyncio.sleep(0.1)
 
 
 async def single_changes(count: int, standin: GraphStandin, results: ResultReader) -> tuple[list[float], list[float]]:

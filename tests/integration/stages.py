@@ -16,10 +16,10 @@ from typing import TypeVar
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import BaseModel
 
-from harness.pipeline import settings_environment
+from harness.pipeline import operator_environment
 from runtime import kafka
 from schemas import topics
-from schemas.config import JOB_SECTIONS, KafkaSettings, Settings
+from schemas.config import KafkaSettings, Settings
 from tests.polling import until
 
 T = TypeVar("T")
@@ -62,21 +62,6 @@ async def run_e2ad(env: dict[str, str], *args: str, expect: int = 0) -> str:
     stdout, stderr = await asyncio.wait_for(process.communicate(), 120)
     assert process.returncode == expect, f"e2ad {' '.join(args)} exited {process.returncode}: {stderr.decode()}"
     return stdout.decode() + stderr.decode() if expect else stdout.decode()
-
-
-def operator_environment(settings: Settings) -> dict[str, str]:
-    """The E2AD_… variables of an operator's shell next to a pipeline run with these settings.
-
-    How to reach the services, but not the provisioning configuration (scope, mappings, …): the
-    environment overrides a file, so those variables would win over what `e2ad config apply FILE`
-    is asked to apply.
-    """
-    job = tuple(f"E2AD_{section.upper()}" for section in JOB_SECTIONS)
-    return {
-        name: value
-        for name, value in settings_environment(settings).items()
-        if not any(name == prefix or name.startswith(f"{prefix}__") for prefix in job)
-    }
 
 
 async def e2ad(settings: Settings, *args: str) -> str:
