@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
+from schemas.active import ConfigurationState
 from schemas.config import WriterSettings
 from writers.quarantine import Quarantine, QuarantinePolicy, utc_now
 
@@ -33,8 +34,8 @@ class Hold:
         self._max = max_seconds
         self._clock = clock
         self._resume_at: dt.datetime | None = None  # when writing may try the DC again
-        # The active configuration's state while it stops writing ("disabled", "deleted"); None: it does not.
-        self.paused_by_configuration: str | None = None
+        # The active configuration's state while it stops writing (disabled, deleted); None: it does not.
+        self.paused_by_configuration: ConfigurationState | None = None
 
     @classmethod
     def from_settings(cls, settings: WriterSettings) -> Hold:
@@ -46,7 +47,7 @@ class Hold:
 
     def wait(self) -> float | None:
         """Seconds until writing may be tried again: 0 now; None until released: the quarantine cleared
-        (disabled), or the configuration enabled (paused, when no quarantine retry is due either)."""
+        (disabled), or the active configuration enabled again (no quarantine retry falls due meanwhile)."""
         if self.paused_by_configuration is not None:
             return None
         now = self._clock()
@@ -78,7 +79,7 @@ class Hold:
         was, self.unavailable_since = self.unavailable_since, None
         return was is not None
 
-    def pause(self, state: str) -> bool:
+    def pause(self, state: ConfigurationState) -> bool:
         """The active configuration stops writing (its state says why). True when writing was not paused."""
         was, self.paused_by_configuration = self.paused_by_configuration, state
         return was is None
