@@ -38,6 +38,7 @@ from processors.deletion_guard import ALL, DeletionGuard, GuardOutcome, GuardSet
 from processors.guard_records import TripNotice, processor_status, staged_result
 from processors.mapping import GroupMapper
 from processors.provisioning import ProvisioningState
+from processors.scoping import Scope
 from processors.state import ProcessorStore
 from runtime import kafka
 from runtime.errors import describe_errors
@@ -108,7 +109,12 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
     store = ProcessorStore()
     mapper = GroupMapper(settings.mappings, settings.tokens, settings.provisioning.target_container)
     core = ProvisioningState(
-        settings.provisioning, mapper, users=store.users, groups=store.groups, parents=store.parents
+        settings.provisioning,
+        mapper,
+        Scope(settings.scope),
+        users=store.users,
+        groups=store.groups,
+        parents=store.parents,
     )
     guard_settings = GuardSettings(settings.deletes.threshold, settings.deletes.window_seconds)
     gate = GuardGate(guard_settings)

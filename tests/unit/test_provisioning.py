@@ -8,8 +8,9 @@ import pytest
 
 from processors.mapping import GroupMapper
 from processors.provisioning import ProvisioningState
+from processors.scoping import Scope
 from schemas.changes import GroupChanged, GroupRemoved, MemberRef, UserChanged, UserRemoved
-from schemas.config import ProvisioningSettings
+from schemas.config import ProvisioningSettings, ScopeSettings
 from schemas.desired import UNIVERSAL_SECURITY_GROUP
 from schemas.results import ProvisioningResult
 
@@ -20,10 +21,13 @@ CONTAINER = "OU=Groups,DC=e2ad,DC=test"
 SECURITY = {"securityEnabled": True, "mailEnabled": False, "onPremisesSyncEnabled": None, "groupTypes": []}
 
 
-def state(mappings: dict[str, str] | None = None, **settings: object) -> ProvisioningState:
+def state(
+    mappings: dict[str, str] | None = None, scope: ScopeSettings | None = None, **settings: object
+) -> ProvisioningState:
     return ProvisioningState(
         ProvisioningSettings(target_container=CONTAINER, **settings),  # type: ignore[arg-type]
         GroupMapper(mappings or {}, {}, CONTAINER),
+        Scope(scope or ScopeSettings()),
         users={},
         groups={},
         parents={},
@@ -134,7 +138,9 @@ def test_nested_group_follows_its_scope() -> None:
     s = state()
     s.apply(group_changed(NESTED, displayName="Inner", mailEnabled=True))
     [outer] = s.apply(group_changed(members=[MemberRef(id=NESTED, type="group")]))
-    assert outer.members == [] and outer.skipped_members[0].reason == "nested group not in scope"
+    assert outer.members == [] and outer.skipped_members[0].reason == (
+        "nested group not in scope: mail-enabled groups are not provisioned"
+    )
     published = s.apply(group_changed(NESTED, displayName="Inner", mailEnabled=False))
     by_id = {d.group_id: d for d in published}
     assert set(by_id) == {NESTED, GROUP}
