@@ -330,6 +330,12 @@ class ScopeClause(_Section):
         return self
 
 
+def _object_id(group_id: str) -> str:
+    if not _OBJECT_ID.match(group_id):
+        raise ValueError(f"{group_id!r} is not an Entra object id (a GUID)")
+    return group_id.lower()  # Graph writes them in lower case
+
+
 def _has_clauses(clauses: list[ScopeClause]) -> list[ScopeClause]:
     if not clauses:
         # An empty AND is true: it would let every group through, the opposite of what was meant.
@@ -342,19 +348,11 @@ class ScopeSettings(_Section):
 
     # all: every cloud security group (the always-on security clause); selected: only the groups listed.
     mode: Literal["all", "selected"] = "all"
-    groups: list[str] = Field(default_factory=list)  # Entra object ids, for mode selected
+    groups: list[Annotated[str, AfterValidator(_object_id)]] = Field(default_factory=list)  # for mode selected
     # An OR of filters, each an AND of clauses; none: no filter. Evaluated after the security clause.
     filters: list[Annotated[list[ScopeClause], AfterValidator(_has_clauses)]] = Field(default_factory=list)
 
     _list_from_environment = field_validator("groups", "filters", mode="before")(_json_from_environment)
-
-    @field_validator("groups")
-    @classmethod
-    def _object_ids(cls, value: list[str]) -> list[str]:
-        for i, group_id in enumerate(value):
-            if not _OBJECT_ID.match(group_id):
-                raise ValueError(f"groups[{i}]: {group_id!r} is not an Entra object id (a GUID)")
-        return [group_id.lower() for group_id in value]
 
     @model_validator(mode="after")
     def _selection_is_explicit(self) -> ScopeSettings:
