@@ -77,7 +77,7 @@ class _Clause:
         """Why the clause is false for these attributes; None when it holds."""
         value = attributes.get(self.attribute)
         if isinstance(value, list | tuple | dict):
-            return f"{self.text} is false ({self.attribute} is multi-valued, which scoping filters do not support)"
+            return f"{self.text} is false ({self.attribute} is multi-valued, not supported by scoping filters)"
         if value is None or value == "":
             if self.operator == "IS NULL":
                 return None

@@ -38,7 +38,7 @@ def holds(operator: str, value: Any, attribute_value: Any, attribute: str = "des
 
 # -- each operator's truth table: (clause value, attribute value, expected) -----------------------
 NULLISH = [None, ABSENT, ""]
-MULTI = [["Sales"], []]
+MULTI = [["Sales"], [], {"extensionAttribute1": "Sales"}]  # lists and objects alike
 TRUTH_TABLES: dict[str, list[tuple[Any, Any, bool]]] = {
     "EQUALS": [
         ("Sales", "Sales", True),
