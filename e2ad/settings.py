@@ -10,11 +10,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from processors.mapping import settings_errors as mapping_errors
+from processors.scoping import scope_errors
 from runtime import config
 from schemas.config import Settings
 from writers.dn import placement_errors
 
-STAGE_CHECKS: tuple[config.SettingsCheck, ...] = (mapping_errors, placement_errors)
+STAGE_CHECKS: tuple[config.SettingsCheck, ...] = (scope_errors, mapping_errors, placement_errors)
 
 
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:

@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -30,6 +30,7 @@ from msgraph.generated.users.delta.delta_request_builder import DeltaRequestBuil
 from ingest.graph_client import describe_graph_error
 from runtime import kafka
 from schemas import topics
+from schemas.active import ActiveConfiguration
 from schemas.changes import ChangeRecord, DeltaCursor, GroupChanged, GroupRemoved, MemberRef, UserChanged, UserRemoved
 from schemas.config import KafkaSettings
 
@@ -60,6 +61,8 @@ USER_SELECT = [
     "onPremisesSyncEnabled",
     "accountEnabled",
 ]
+# Ingest's own attributes; the groups' $select adds what the active configuration references (group_select).
+SELECT: dict[DeltaResource, list[str]] = {"users": USER_SELECT, "groups": GROUP_SELECT}
 ERROR_MAP: dict[str, Any] = {"XXX": ODataError}
 # Error codes after which a delta token or page token cannot continue: only a full round helps.
 RESYNC_CODES = frozenset({"syncStateNotFound", "resyncRequired", "Directory_ExpiredPageToken"})
@@ -161,6 +164,27 @@ def member_changes(members_delta: Iterable[dict[str, Any]]) -> tuple[list[Member
     return added, removed
 
 
+def group_select(active: ActiveConfiguration | None) -> list[str]:
+    """The groups delta $select: ingest's own attributes, then the ones the active configuration's
+    scope and mappings reference (directory extensions among them), each once, in that order.
+
+    Without an active configuration, GROUP_SELECT: what the file's own job references can only be
+    computed by the processors' expression parser, and they publish it as the first configuration.
+    """
+    extra = active.graph_group_attributes if active is not None else []
+    return list(dict.fromkeys([*GROUP_SELECT, *extra]))
+
+
+def continues_from(resource: DeltaResource, cursor: DeltaCursor | None, select: Sequence[str]) -> str | None:
+    """The delta link a round of `select` continues from; None (a full round) without a cursor, or
+    when the cursor was taken with another set of attributes: Graph answers a delta link with the
+    $select its full round asked for, so attributes newly selected arrive only with a full round."""
+    if cursor is None:
+        return None
+    taken_with = cursor.select if cursor.select is not None else SELECT[resource]
+    return cursor.delta_link if set(taken_with) == set(select) else None
+
+
 def needs_full_round(exc: BaseException) -> bool:
     """Graph's answer to an expired or unknown delta token: 410 Gone, or one of the resync codes."""
     if not isinstance(exc, APIError):
@@ -186,28 +210,37 @@ async def read_round(
     resource: DeltaResource,
     delta_link: str | None,
     *,
+    select: Sequence[str] | None = None,
     page_size: int | None = None,
 ) -> DeltaRound:
-    """Read one delta round from delta_link, or a full round when there is none or Graph refuses it."""
+    """Read one delta round from delta_link, or a full round when there is none or Graph refuses it.
+
+    `select` is a full round's $select (default: ingest's own, SELECT); a delta link carries its own.
+    """
+    select = SELECT[resource] if select is None else select
     if delta_link is not None:
         try:
-            return await _read_pages(client, resource, delta_link, page_size)
+            return await _read_pages(client, resource, delta_link, select, page_size)
         except APIError as exc:
             if not needs_full_round(exc):
                 raise
             log.warning("%s delta token refused (%s): running a full round", resource, describe_graph_error(exc))
-    return await _read_pages(client, resource, None, page_size)
+    return await _read_pages(client, resource, None, select, page_size)
 
 
 async def _read_pages(
-    client: GraphServiceClient, resource: DeltaResource, delta_link: str | None, page_size: int | None
+    client: GraphServiceClient,
+    resource: DeltaResource,
+    delta_link: str | None,
+    select: Sequence[str],
+    page_size: int | None,
 ) -> DeltaRound:
     builder = _builder(client, resource)
 
     def first_page() -> RequestInformation:
         if delta_link is not None:
             return builder.with_url(delta_link).to_get_request_information()
-        return builder.to_get_request_information(_select_configuration(resource))
+        return builder.to_get_request_information(_select_configuration(resource, select))
 
     make_request: Callable[[], RequestInformation] = first_page
     items: list[dict[str, Any]] = []
@@ -231,7 +264,9 @@ async def read_first_page(client: GraphServiceClient, resource: DeltaResource) -
     """The first page (at most one item) of a full delta round with e2ad's $select: what `e2ad check` reads."""
     builder = _builder(client, resource)
     page = await _send_page(
-        client, lambda: builder.to_get_request_information(_select_configuration(resource)), page_size=1
+        client,
+        lambda: builder.to_get_request_information(_select_configuration(resource, SELECT[resource])),
+        page_size=1,
     )
     return page.get("value") or []
 
@@ -240,11 +275,11 @@ def _builder(client: GraphServiceClient, resource: DeltaResource) -> Any:
     return client.groups.delta if resource == "groups" else client.users.delta
 
 
-def _select_configuration(resource: DeltaResource) -> RequestConfiguration[Any]:
+def _select_configuration(resource: DeltaResource, select: Sequence[str]) -> RequestConfiguration[Any]:
     if resource == "groups":
-        group_params = GroupsDeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(select=GROUP_SELECT)
+        group_params = GroupsDeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(select=list(select))
         return RequestConfiguration(query_parameters=group_params)
-    user_params = UsersDeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(select=USER_SELECT)
+    user_params = UsersDeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(select=list(select))
     return RequestConfiguration(query_parameters=user_params)
 
 
@@ -309,18 +344,28 @@ class DeltaReader:
         self._kafka = kafka_settings
         self._page_size = page_size
         self._clock = clock
-        self._cursors: dict[str, str] = {}
+        self._cursors: dict[str, DeltaCursor] = {}
+        self._select: dict[DeltaResource, list[str]] = dict(SELECT)
         self._producer: AIOKafkaProducer | None = None
 
     @property
     def cursors(self) -> dict[str, str]:
         """The delta link each resource's next round starts from."""
-        return dict(self._cursors)
+        return {resource: cursor.delta_link for resource, cursor in self._cursors.items()}
+
+    def select_groups(self, select: list[str]) -> bool:
+        """The $select of the groups' rounds from now on; True when the set of attributes changed.
+
+        A cursor taken with another set is not continued: the next groups round is a full one.
+        """
+        changed = set(select) != set(self._select["groups"])
+        self._select["groups"] = list(select)
+        return changed
 
     async def start(self) -> None:
         for value in (await kafka.read_latest(self._kafka, topics.GRAPH_CURSORS)).values():
             cursor = topics.decode(DeltaCursor, value)
-            self._cursors[cursor.resource] = cursor.delta_link
+            self._cursors[cursor.resource] = cursor
         log.info("delta cursors loaded for %s", ", ".join(sorted(self._cursors)) or "no resource (full rounds)")
         self._producer = kafka.producer(self._kafka)
         await self._producer.start()
@@ -341,8 +386,9 @@ class DeltaReader:
         """A delta round for users, then groups; returns every record published."""
         published: list[ChangeRecord] = []
         for resource in RESOURCES:
+            select = self._select[resource]
             delta_round = await read_round(
-                self._client, resource, self._cursors.get(resource), page_size=self._page_size
+                self._client, resource, self._continues_from(resource, select), select=select, page_size=self._page_size
             )
             records = normalise(
                 resource,
@@ -352,7 +398,7 @@ class DeltaReader:
                 round_from=delta_round.round_from,
             )
             await self._publish(records)
-            await self._save_cursor(resource, delta_round.delta_link)
+            await self._save_cursor(resource, delta_round.delta_link, select)
             log.info(
                 "%s delta round%s: %d changes", resource, " (full)" if delta_round.full_round else "", len(records)
             )
@@ -378,10 +424,24 @@ class DeltaReader:
         ]
         await asyncio.gather(*sent)  # every record acknowledged before the cursor moves on
 
-    async def _save_cursor(self, resource: DeltaResource, delta_link: str) -> None:
-        cursor = DeltaCursor(resource=resource, delta_link=delta_link, saved_at=self._clock())
+    def _continues_from(self, resource: DeltaResource, select: list[str]) -> str | None:
+        cursor = self._cursors.get(resource)
+        delta_link = continues_from(resource, cursor, select)
+        if cursor is not None and delta_link is None:
+            taken_with = set(cursor.select if cursor.select is not None else SELECT[resource])
+            log.info(
+                "%s $select changed since the cursor was taken (added: %s; dropped: %s): a full round",
+                resource,
+                ", ".join(a for a in select if a not in taken_with) or "none",
+                ", ".join(sorted(taken_with - set(select))) or "none",
+            )
+        return delta_link
+
+    async def _save_cursor(self, resource: DeltaResource, delta_link: str, select: list[str]) -> None:
+        # A delta link keeps the $select of the full round it descends from: the one asked for now.
+        cursor = DeltaCursor(resource=resource, delta_link=delta_link, saved_at=self._clock(), select=select)
         await self._started().send_and_wait(topics.GRAPH_CURSORS, topics.encode(cursor), key=topics.key(resource))
-        self._cursors[resource] = delta_link
+        self._cursors[resource] = cursor
 
     def _started(self) -> AIOKafkaProducer:
         if self._producer is None:

@@ -5,6 +5,12 @@ delta round forward (debounced), reauthorizationRequired makes the keeper reauth
 round also runs at start and every delta_interval_seconds. Hint offsets are committed only after
 the round they triggered succeeded, so a crash replays the hints rather than losing a round.
 A restart on e2ad.control (ingest/control.py) clears the delta cursors and runs a full round at once.
+
+The worker follows e2ad.config (docs/architecture.md, How the stages follow e2ad.config): the
+groups' $select adds the attributes the active configuration references, and a change of that
+set brings a full groups round forward. While the configuration is deleted no round runs and the
+cursors are cleared, so the first round after it is a full one for the processors, who forgot
+their state.
 """
 
 from __future__ import annotations
@@ -23,14 +29,16 @@ from kiota_abstractions.api_error import APIError
 from pydantic import ValidationError
 
 from ingest.control import ControlReader
-from ingest.delta import DeltaReader
+from ingest.delta import DeltaReader, group_select
 from ingest.graph_client import build_credential, build_graph_client, close_graph_client, describe_graph_error
 from ingest.graph_transport import GraphTransport
 from ingest.subscriptions import SubscriptionKeeper
 from runtime import kafka
+from runtime.active_config import ActiveConfigFollower, file_differs
 from runtime.kafka import stop_quietly
 from runtime.outages import Stopped, unreachable, until_stopped
 from schemas import topics
+from schemas.active import ActiveConfiguration
 from schemas.config import Settings
 from schemas.notifications import LifecycleEventType, NotificationBatch
 
@@ -59,6 +67,7 @@ class GraphWorker:
         self._transport = GraphTransport.from_settings(settings.graph)
         self.completed_rounds = 0
         self.failed_rounds = 0
+        self.deleted = False  # the active configuration is deleted: rounds pause
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -81,16 +90,22 @@ class GraphWorker:
         reader = DeltaReader(client, self._settings.kafka, page_size=graph.page_size)
         hints = kafka.consumer(self._settings.kafka, topics.GRAPH_NOTIFICATIONS, group_id=CONSUMER_GROUP)
         control = ControlReader(self._settings.kafka)
+        configuration = ActiveConfigFollower(self._settings.kafka)
         try:
             # A group consumer's start waits for the coordinator as long as Kafka is gone: stop ends it.
             await until_stopped(reader.start(), stop)
             await until_stopped(hints.start(), stop)
             await until_stopped(control.start(), stop)
-            await self._serve(stop, reader, keeper, hints, control)
+            active = await until_stopped(configuration.start(), stop)
+            if differs := file_differs("ingest", self._settings.job, active):
+                log.warning(differs)
+            self._follow(reader, active)
+            await self._serve(stop, reader, keeper, hints, control, configuration)
         except Stopped:
             pass
         finally:
             # With Kafka gone aiokafka's stops fail or are cancelled inside: each is bounded and quiet.
+            await configuration.stop()
             await control.stop()
             await stop_quietly(hints)
             await stop_quietly(reader)
@@ -105,12 +120,14 @@ class GraphWorker:
         keeper: SubscriptionKeeper | None,
         hints: AIOKafkaConsumer,
         control: ControlReader,
+        configuration: ActiveConfigFollower,
     ) -> None:
         loop = asyncio.get_running_loop()
         graph = self._settings.graph
         due = _Due(at=loop.time())  # a round at start
         while not stop.is_set():
-            wait = min(max(due.at - loop.time(), 0.0), POLL_SECONDS)
+            # Paused, a due round must not turn the poll below into a spin.
+            wait = POLL_SECONDS if self.deleted else min(max(due.at - loop.time(), 0.0), POLL_SECONDS)
             for partition, messages in (await hints.getmany(timeout_ms=int(wait * 1000))).items():
                 for message in messages:
                     if self._take_hint(message.value, due):
@@ -118,6 +135,13 @@ class GraphWorker:
                     due.offsets[partition] = message.offset + 1
             if await self._restart(reader, control):
                 due.at = loop.time()
+            for active in await configuration.changes():
+                if self._follow(reader, active):
+                    due.at = loop.time()
+            if self.deleted:
+                # Hints wait uncommitted: the full round after the delete serves them.
+                await self._forget_cursors(reader)
+                continue
             if loop.time() < due.at or stop.is_set():
                 continue
             served = dict(due.offsets)
@@ -128,6 +152,40 @@ class GraphWorker:
             else:
                 self.failed_rounds += 1
                 due.at = loop.time() + min(FAILURE_RETRY_SECONDS, graph.delta_interval_seconds)
+
+    def _follow(self, reader: DeltaReader, active: ActiveConfiguration | None) -> bool:
+        """Take the active configuration: the groups' $select, and whether rounds pause.
+
+        True when a round should run now: the set of selected group attributes changed (its groups
+        round is a full one, the processors need the values at once), or the configuration came
+        back from deleted (the cursors were cleared while it was: a full round).
+        """
+        was_deleted = self.deleted
+        self.deleted = active is not None and active.state == "deleted"
+        select_changed = reader.select_groups(group_select(active))
+        if active is not None and self.deleted != was_deleted:
+            if self.deleted:
+                log.warning(
+                    "the active configuration (version %d) is deleted: delta rounds pause and the delta"
+                    " cursors are cleared, until a configuration is applied or enabled again",
+                    active.version,
+                )
+            else:
+                log.info(
+                    "the active configuration (version %d) is %s: a full delta round runs now",
+                    active.version,
+                    active.state,
+                )
+        return not self.deleted and (select_changed or was_deleted)
+
+    async def _forget_cursors(self, reader: DeltaReader) -> None:
+        """While deleted: clear the delta cursors once, as a restart does (retried until Kafka takes it)."""
+        if not reader.cursors:
+            return
+        try:
+            await reader.forget_cursors()
+        except KafkaError as exc:
+            log.error("clearing the delta cursors of a deleted configuration failed, retrying: %s", exc)
 
     async def _restart(self, reader: DeltaReader, control: ControlReader) -> bool:
         """Apply the restarts read from e2ad.control; True when the delta cursors were cleared."""

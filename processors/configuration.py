@@ -13,6 +13,7 @@ from typing import Any
 
 from processors.mapping import GroupMapper
 from processors.provisioning import ProvisioningState
+from processors.scoping import Scope, filter_attributes
 from schemas.active import ActiveConfiguration
 from schemas.config import ProvisioningJob, Settings
 
@@ -21,7 +22,7 @@ State = MutableMapping[str, Any]
 
 def graph_group_attributes(job: ProvisioningJob) -> list[str]:
     """Every Graph group attribute the scope filters and the mappings read, for the delta $select."""
-    return []
+    return sorted(set(filter_attributes(job.scope)))
 
 
 def first_configuration(job: ProvisioningJob, *, changed_by: str, source: str | None) -> ActiveConfiguration:
@@ -48,6 +49,7 @@ def compile_core(
     return ProvisioningState(
         effective.provisioning,
         mapper,
+        Scope(effective.scope),
         users=users,
         groups=groups,
         parents=parents,

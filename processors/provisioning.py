@@ -20,7 +20,7 @@ from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 from processors.mapping import GroupMapper, MappingError
-from processors.scoping import security_clause
+from processors.scoping import Scope
 from schemas.changes import ChangeRecord, GroupChanged, GroupRemoved, UserChanged, UserRemoved
 from schemas.config import ProvisioningSettings
 from schemas.desired import DesiredGroup, DesiredMember, SkippedMember, anchor_of
@@ -36,6 +36,7 @@ class ProvisioningState:
         self,
         settings: ProvisioningSettings,
         mapper: GroupMapper,
+        scope: Scope,
         *,
         users: State,
         groups: State,
@@ -47,6 +48,7 @@ class ProvisioningState:
         self.paused = paused
         self.settings = settings
         self.mapper = mapper
+        self.scope = scope
         self.users = users
         self.groups = groups
         self.parents = parents
@@ -93,7 +95,7 @@ class ProvisioningState:
     # -- folding -----------------------------------------------------------------------------
     def _group_changed(self, record: GroupChanged) -> list[str]:
         group = dict(self.groups.get(record.id) or _new_group())
-        was_in_scope = self._in_scope(group)
+        was_in_scope = self._in_scope(record.id, group)
         group["attributes"] = {**group["attributes"], **record.attributes}
         # A change of a removed group means it was restored. Read by a round that started after
         # the one that saw the delete, its members@delta is relative to a token taken while the
@@ -116,7 +118,7 @@ class ProvisioningState:
         group["members"] = members
         self.groups[record.id] = group
         # Groups nesting this one must re-evaluate when it enters or leaves the scope.
-        nesting = self._parents_of(record.id) if self._in_scope(group) != was_in_scope else []
+        nesting = self._parents_of(record.id) if self._in_scope(record.id, group) != was_in_scope else []
         return [record.id, *nesting]
 
     def _link(self, member_id: str, group_id: str) -> None:
@@ -133,8 +135,12 @@ class ProvisioningState:
         return list(self.parents.get(member_id, ()))
 
     # -- evaluation --------------------------------------------------------------------------
-    def _in_scope(self, group: dict[str, Any]) -> bool:
-        return group["removed"] is None and bool(group["attributes"]) and security_clause(group["attributes"]).in_scope
+    def _in_scope(self, group_id: str, group: dict[str, Any]) -> bool:
+        return (
+            group["removed"] is None
+            and bool(group["attributes"])
+            and self.scope.decide(group_id, group["attributes"]).in_scope
+        )
 
     def _evaluate(self, group_id: str, observed_at: Any) -> Decision | None:
         group = self.groups.get(group_id)
@@ -154,7 +160,7 @@ class ProvisioningState:
 
     def _desired(self, group_id: str, group: dict[str, Any]) -> DesiredGroup | None:
         anchor = anchor_of(group_id)
-        if self._in_scope(group):
+        if self._in_scope(group_id, group):
             mapped = self.mapper.map(group_id, group["attributes"])
             members, skipped = self._resolve_members(group["members"].items())
             return DesiredGroup(
@@ -169,13 +175,20 @@ class ProvisioningState:
             )
         if not group.get("provisioned"):
             return None  # never provisioned: nothing in AD to remove
-        reason = _absence_reason(group, self._scope_reason(group))
+        reason = _absence_reason(group, self._scope_reason(group_id, group))
         if group["removed"] != "deleted" and self.settings.on_soft_delete_or_out_of_scope == "keep":
             return None
         return DesiredGroup(group_id=group_id, anchor=anchor, state="absent", reason=reason)
 
-    def _scope_reason(self, group: dict[str, Any]) -> str:
-        return security_clause(group["attributes"]).reason
+    def _scope_reason(self, group_id: str, group: dict[str, Any]) -> str:
+        return self.scope.decide(group_id, group["attributes"]).reason
+
+    def _nested_skip_reason(self, group_id: str, group: dict[str, Any] | None) -> str:
+        if group is None or not group["attributes"]:
+            return "nested group not in scope: not seen yet"
+        if group["removed"] is not None:
+            return "nested group not in scope: removed in Entra"
+        return f"nested group not in scope: {self._scope_reason(group_id, group)}"
 
     def _resolve_members(self, members: Iterable[tuple[str, str]]) -> tuple[list[DesiredMember], list[SkippedMember]]:
         resolved: list[DesiredMember] = []
@@ -191,10 +204,10 @@ class ProvisioningState:
                     skipped.append(SkippedMember(id=member_id, reason=reason))
             elif member_type == "group":
                 nested = self.groups.get(member_id)
-                if nested is not None and self._in_scope(nested):
+                if nested is not None and self._in_scope(member_id, nested):
                     resolved.append(DesiredMember(type="group", id=member_id, anchor=anchor_of(member_id)))
                 else:
-                    skipped.append(SkippedMember(id=member_id, reason="nested group not in scope"))
+                    skipped.append(SkippedMember(id=member_id, reason=self._nested_skip_reason(member_id, nested)))
             else:
                 skipped.append(SkippedMember(id=member_id, reason=f"unsupported member type {member_type}"))
         return resolved, skipped

@@ -75,3 +75,7 @@ class DeltaCursor(BaseModel):
     resource: str
     delta_link: str
     saved_at: dt.datetime
+    # The $select of the full round the delta link descends from: Graph keeps applying that one, so
+    # a round asking for other attributes must start over. None: saved before e2ad stored it, when
+    # the $select was always ingest's own (ingest/delta.py SELECT).
+    select: list[str] | None = None

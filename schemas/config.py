@@ -286,6 +286,8 @@ ScopeOperator = Literal[
 UNARY_OPERATORS = frozenset({"IS TRUE", "IS FALSE", "IS NULL", "IS NOT NULL"})
 INTEGER_OPERATORS = frozenset({"GREATER_THAN", "GREATER_THAN_OR_EQUALS"})
 _OPERATOR_SPELLINGS = {name.replace("_", " "): name for name in SCOPE_OPERATORS}
+# An integer as GREATER_THAN(_OR_EQUALS) read it, in the configuration and in an attribute's string.
+INTEGER = re.compile(r"^\s*[+-]?[0-9]+\s*$")
 _OBJECT_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -294,7 +296,10 @@ class ScopeClause(_Section):
 
     attribute: str = Field(min_length=1)  # a group attribute as Graph names it, or extension_<appId>_<name>
     operator: ScopeOperator
-    value: str | int | None = None  # none for IS TRUE / IS FALSE / IS NULL / IS NOT NULL
+    # None for IS TRUE / IS FALSE / IS NULL / IS NOT NULL; an integer for GREATER_THAN(_OR_EQUALS); a
+    # string for the others, a YAML Boolean read as .NET prints it ("True", "False"), the form a
+    # Boolean attribute is compared in. bool first: pydantic would otherwise read true as the integer 1.
+    value: bool | str | int | None = None
 
     @field_validator("operator", mode="before")
     @classmethod
@@ -312,13 +317,30 @@ class ScopeClause(_Section):
         elif self.value is None:
             raise ValueError(f"operator {self.operator} needs a value")
         elif self.operator in INTEGER_OPERATORS:
-            try:
-                self.value = int(self.value)
-            except ValueError:
-                raise ValueError(f"operator {self.operator} compares integers: {self.value!r} is not one") from None
-        elif not isinstance(self.value, str):
-            self.value = str(self.value)
+            # Digits only: Python's int() would also take "1_000" and True.
+            if isinstance(self.value, bool) or not INTEGER.match(str(self.value)):
+                raise ValueError(f"operator {self.operator} compares integers: {self.value!r} is not one")
+            self.value = int(self.value)
+        elif isinstance(self.value, bool | int):
+            self.value = str(self.value)  # True → "True", as .NET prints a Boolean
+        elif self.value == "":
+            # No attribute value equals, contains or ends with it (an empty value is null): the clause
+            # would be constant. IS NULL / IS NOT NULL say what was meant.
+            raise ValueError(f"operator {self.operator} needs a non-empty value (IS NULL tests for an empty attribute)")
         return self
+
+
+def _object_id(group_id: str) -> str:
+    if not _OBJECT_ID.match(group_id):
+        raise ValueError(f"{group_id!r} is not an Entra object id (a GUID)")
+    return group_id.lower()  # Graph writes them in lower case
+
+
+def _has_clauses(clauses: list[ScopeClause]) -> list[ScopeClause]:
+    if not clauses:
+        # An empty AND is true: it would let every group through, the opposite of what was meant.
+        raise ValueError("a filter needs at least one clause")
+    return clauses
 
 
 class ScopeSettings(_Section):
@@ -326,28 +348,11 @@ class ScopeSettings(_Section):
 
     # all: every cloud security group (the always-on security clause); selected: only the groups listed.
     mode: Literal["all", "selected"] = "all"
-    groups: list[str] = Field(default_factory=list)  # Entra object ids, for mode selected
+    groups: list[Annotated[str, AfterValidator(_object_id)]] = Field(default_factory=list)  # for mode selected
     # An OR of filters, each an AND of clauses; none: no filter. Evaluated after the security clause.
-    filters: list[list[ScopeClause]] = Field(default_factory=list)
+    filters: list[Annotated[list[ScopeClause], AfterValidator(_has_clauses)]] = Field(default_factory=list)
 
     _list_from_environment = field_validator("groups", "filters", mode="before")(_json_from_environment)
-
-    @field_validator("groups")
-    @classmethod
-    def _object_ids(cls, value: list[str]) -> list[str]:
-        for i, group_id in enumerate(value):
-            if not _OBJECT_ID.match(group_id):
-                raise ValueError(f"groups[{i}]: {group_id!r} is not an Entra object id (a GUID)")
-        return [group_id.lower() for group_id in value]
-
-    @field_validator("filters")
-    @classmethod
-    def _filters_have_clauses(cls, value: list[list[ScopeClause]]) -> list[list[ScopeClause]]:
-        for i, clauses in enumerate(value):
-            if not clauses:
-                # An empty AND is true: it would let every group through, the opposite of what was meant.
-                raise ValueError(f"filters[{i}]: a filter needs at least one clause")
-        return value
 
     @model_validator(mode="after")
     def _selection_is_explicit(self) -> ScopeSettings:

@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from schemas.active import ConfigurationState
+
 # running: writing. quarantined: consistent failures, writing stopped, retrying on a schedule.
 # disabled: the retries gave up (28 days by default); only `e2ad quarantine clear` resumes.
 WriterState = Literal["running", "quarantined", "disabled"]
@@ -31,6 +33,10 @@ class WriterStatus(BaseModel):
     failing: int = 0
     reference_failing: int = 0  # decided, but with members that could not be resolved
     ad_unavailable_since: dt.datetime | None = None  # the DC is unreachable or busy: partitions paused
+    # The active configuration the writer follows (e2ad.config); it writes only while "enabled".
+    # None: none published yet, the file's provisioning sections apply.
+    configuration_version: int | None = None
+    configuration_state: ConfigurationState | None = None
     updated_at: dt.datetime = Field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     @property

@@ -1,4 +1,5 @@
-"""When a writer holds its partitions: the DC unavailable (exponential backoff) or quarantine, as one pure state.
+"""When a writer holds its partitions: the DC unavailable (exponential backoff), quarantine, or the active
+configuration disabled or deleted, as one pure state.
 
 The group sink tells this state what happened (AD took a decision, AD was unavailable, the
 credentials were rejected); it answers how long writing waits and whether a record given now
@@ -11,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
+from schemas.active import ConfigurationState
 from schemas.config import WriterSettings
 from writers.quarantine import Quarantine, QuarantinePolicy, utc_now
 
@@ -32,6 +34,8 @@ class Hold:
         self._max = max_seconds
         self._clock = clock
         self._resume_at: dt.datetime | None = None  # when writing may try the DC again
+        # The active configuration's state while it stops writing (disabled, deleted); None: it does not.
+        self.paused_by_configuration: ConfigurationState | None = None
 
     @classmethod
     def from_settings(cls, settings: WriterSettings) -> Hold:
@@ -42,7 +46,10 @@ class Hold:
         )
 
     def wait(self) -> float | None:
-        """Seconds until writing may be tried again: 0 now, None until the quarantine is cleared (disabled)."""
+        """Seconds until writing may be tried again: 0 now; None until released: the quarantine cleared
+        (disabled), or the active configuration enabled again (no quarantine retry falls due meanwhile)."""
+        if self.paused_by_configuration is not None:
+            return None
         now = self._clock()
         waits = [self._resume_at - now] if self._resume_at is not None else []
         if not self.quarantine.writing:
@@ -70,4 +77,14 @@ class Hold:
         self._backoff = self._initial
         self._resume_at = None
         was, self.unavailable_since = self.unavailable_since, None
+        return was is not None
+
+    def pause(self, state: ConfigurationState) -> bool:
+        """The active configuration stops writing (its state says why). True when writing was not paused."""
+        was, self.paused_by_configuration = self.paused_by_configuration, state
+        return was is None
+
+    def resume(self) -> bool:
+        """The active configuration is enabled. True when it had paused writing."""
+        was, self.paused_by_configuration = self.paused_by_configuration, None
         return was is not None

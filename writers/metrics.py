@@ -61,7 +61,7 @@ class WriterMetrics:
         )
         self.paused_partitions = Gauge(
             "e2ad_writer_paused_partitions",
-            "Partitions of ad.desired paused: the DC unavailable, or the writer quarantined",
+            "Partitions of ad.desired paused: the DC unavailable, quarantine, or the configuration not enabled",
             registry=self.registry,
         )
 

@@ -14,6 +14,8 @@ Faults are signals the loop answers (Backpressure); nothing sleeps inside a batc
 - BindRejected, or failing groups past Entra's thresholds: quarantine (writers/quarantine.py).
   The partitions stay paused; each scheduled retry tries one record, and the first success or
   a clear-quarantine command on e2ad.control (read by every writer) resumes them.
+- The active configuration (e2ad.config) disabled or deleted: every partition is paused until it
+  is enabled; its containers replace the file's as each configuration is published.
 Each change of state is published to e2ad.status; /healthz and /metrics show it (runtime/web.py).
 """
 
@@ -30,10 +32,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 
 from runtime import kafka
+from runtime.active_config import ActiveConfigFollower, file_differs
 from runtime.kafka import stop_quietly
 from runtime.names import instance_name
 from runtime.web import HealthServer
 from schemas import topics
+from schemas.active import ActiveConfiguration
 from schemas.config import Settings
 from schemas.control import ControlCommand
 from schemas.status import WriterStatus
@@ -63,6 +67,8 @@ class WriterService:
         self.quarantine = self.hold.quarantine
         self._consumer: AIOKafkaConsumer | None = None
         self._control: AIOKafkaConsumer | None = None
+        self._configuration: ActiveConfigFollower | None = None
+        self.active: ActiveConfiguration | None = None  # None: none published, the file's sections apply
         self._pending: PendingKafka | None = None  # nested groups in any order
         self._producer: AIOKafkaProducer | None = None
         self._health: HealthServer | None = None
@@ -76,6 +82,10 @@ class WriterService:
             self._producer = kafka.producer(self.settings.kafka)
             await self._producer.start()
             self._control = await kafka.broadcast_reader(self.settings.kafka, topics.CONTROL)
+            self._configuration = ActiveConfigFollower(self.settings.kafka)
+            active = await self._configuration.start()
+            if differs := file_differs(f"writer {self.name}", self.settings.job, active):
+                log.warning(differs)
             # Follows ad.created from before joining the group, so no creation goes unseen.
             self._pending = PendingKafka(self.settings.kafka, self._producer)
             await self._pending.start()
@@ -94,6 +104,7 @@ class WriterService:
                 metrics=self.metrics,
                 status_changed=self._publish_status,
             )
+            self._follow(active)
             # Bind before joining the group: partitions assigned to a writer still binding would wait.
             try:
                 await self._sink.open()
@@ -113,7 +124,7 @@ class WriterService:
             listener = _HoldNewPartitions(self._loop, self._pending, self._consumer)
             self._consumer.subscribe([topics.AD_DESIRED], listener=listener)
             await self._consumer.start()
-            if (wait := self.hold.wait()) != 0:  # quarantined by the bind: hold until the first retry
+            if (wait := self.hold.wait()) != 0:  # quarantined by the bind, or paused: hold until released
                 self._loop.hold(wait)
             await self._publish_status()
         except BaseException:
@@ -131,10 +142,10 @@ class WriterService:
             await self._health.stop()
             self._health = None
         # With Kafka gone each stop fails or times out quickly, so SIGTERM still ends the writer in seconds.
-        for client in (self._consumer, self._control, self._pending):
+        for client in (self._consumer, self._control, self._pending, self._configuration):
             if client is not None:
                 await stop_quietly(client)
-        self._consumer = self._control = self._pending = None
+        self._consumer = self._control = self._pending = self._configuration = None
         self._loop = None
         if self._producer is not None:
             # A writer that stops cleanly leaves e2ad.status (a tombstone); a killed one stays with its last state.
@@ -171,6 +182,8 @@ class WriterService:
             failing=quarantine.failing,
             reference_failing=quarantine.reference_failing,
             ad_unavailable_since=self.hold.unavailable_since,
+            configuration_version=self.active.version if self.active else None,
+            configuration_state=self.active.state if self.active else None,
         )
 
     def _health_body(self) -> tuple[bool, dict[str, object]]:
@@ -189,16 +202,27 @@ class WriterService:
         once instead of waiting fetch_max_wait_ms: while a batch converges that loop took a core
         from the DC (docs/benchmarks.md). The loop does the same with its own consumer.
         """
-        assert self._control is not None and self._pending is not None
+        assert self._control is not None and self._pending is not None and self._configuration is not None
         self._pending.fetching(on)
+        self._configuration.fetching(on)
         if on:
             self._control.resume(*self._control.assignment())
         else:
             self._control.pause(*self._control.assignment())
 
     async def _obey(self) -> None:
-        """Commands on e2ad.control, read before each poll: clear-quarantine or restart ends the hold now."""
-        assert self._control is not None and self._loop is not None
+        """Before each poll: the active configuration's changes, then the commands on e2ad.control
+        (clear-quarantine or restart ends the hold now)."""
+        assert self._control is not None and self._loop is not None and self._configuration is not None
+        changes = await self._configuration.changes()
+        if changes:
+            self._follow(changes[-1])  # the latest is the one in effect; the others only passed
+            # Paused: the loop holds now; enabled: it probes, and a quarantine or outage still holds.
+            if (wait := self.hold.wait()) != 0:
+                self._loop.hold(wait)
+            else:
+                self._loop.release()
+            await self._publish_status()
         for records in (await self._control.getmany(timeout_ms=0)).values():
             for record in records:
                 try:
@@ -213,6 +237,25 @@ class WriterService:
                     log.warning("writer %s: quarantine cleared by %s (%s)", self.name, who, command.command)
                     self._loop.release()
                 await self._publish_status()  # a restart also resets the counts the status shows
+
+    def _follow(self, active: ActiveConfiguration | None) -> None:
+        """Take the active configuration's containers, and pause writing unless it is enabled."""
+        assert self._sink is not None
+        if active is None:
+            return  # none published yet: the file's provisioning sections, writing
+        self.active = active
+        if active.job is not None:  # deleted: no job, and nothing is written
+            self._sink.provisioning = active.job.provisioning
+        if active.provisioning:
+            if self.hold.resume():
+                log.warning("writer %s writes again: configuration version %d is enabled", self.name, active.version)
+        elif self.hold.pause(active.state):
+            log.warning(
+                "writer %s pauses every partition: configuration version %d is %s",
+                self.name,
+                active.version,
+                active.state,
+            )
 
     async def _publish_status(self) -> None:
         assert self._producer is not None

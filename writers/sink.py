@@ -73,6 +73,8 @@ class GroupSink:
     ) -> None:
         """`status_changed` is awaited after each change the writer's status shows (hold, quarantine, retries)."""
         self.settings = settings
+        # Where groups go and where the writer may write: the writer replaces it as e2ad.config changes.
+        self.provisioning = settings.provisioning
         self.name = name
         self.hold = hold
         self.metrics = metrics
@@ -196,8 +198,8 @@ class GroupSink:
             converge,
             self._directory,
             desired,
-            default_container=self.settings.provisioning.target_container,
-            containers=self.settings.provisioning.write_containers,
+            default_container=self.provisioning.target_container,
+            containers=self.provisioning.write_containers,
             writer=self.name,
             found=found,
         )

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from harness.standin.odata import GraphError
 from harness.standin.subscriptions import Delivery, SubscriptionService
-from harness.standin.tenant import Mutation, Resource, Tenant, UnknownObject
+from harness.standin.tenant import Mutation, Resource, Tenant, UnknownObject, is_directory_extension
 from harness.standin.tls import make_test_ca
 from schemas.config import GraphSettings
 
@@ -424,9 +424,12 @@ def _select(request: web.Request) -> tuple[str, ...] | None:
 
 
 def _selected(item: dict[str, Any], select: tuple[str, ...] | None) -> dict[str, Any]:
-    """The item with only the selected properties; id, @odata.type and @removed always stay."""
+    """The item with only the selected properties; id, @odata.type and @removed always stay.
+
+    Without $select, every property but the directory extensions: Graph returns those only when named.
+    """
     if select is None:
-        return dict(item)
+        return {k: v for k, v in item.items() if not is_directory_extension(k)}
     keep = set(select) | {"id", "@odata.type", "@removed"}
     if "members" in select:
         keep.add("members@delta")

@@ -9,6 +9,7 @@ change notifications.
 from __future__ import annotations
 
 import itertools
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -47,6 +48,9 @@ GROUP_PROPERTIES = frozenset(
         "onPremisesSecurityIdentifier",
     }
 )
+# A directory extension property, as Graph names it: extension_<the owning app's id without hyphens>_<name>
+# (entra-provisioning.md §1.3). Any object may carry one; Graph returns it only when $select names it.
+DIRECTORY_EXTENSION = re.compile(r"extension_[0-9a-f]{32}_[A-Za-z0-9_]+")
 ODATA_TYPE = {"users": "#microsoft.graph.user", "groups": "#microsoft.graph.group"}
 
 
@@ -320,7 +324,13 @@ def _member_item(member_id: str, member_type: Resource, present: bool = True) ->
     return item
 
 
+def is_directory_extension(name: str) -> bool:
+    return DIRECTORY_EXTENSION.fullmatch(name) is not None
+
+
 def _check_properties(kind: str, properties: Iterable[str], known: frozenset[str]) -> None:
-    unknown = sorted(set(properties) - known)
+    unknown = sorted(name for name in set(properties) - known if not is_directory_extension(name))
     if unknown:
-        raise ValueError(f"unknown {kind} properties {unknown}; known: {sorted(known)}")
+        raise ValueError(
+            f"unknown {kind} properties {unknown}; known: {sorted(known)} and extension_<32 hex digits>_<name>"
+        )

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from collections.abc import AsyncIterator
 
 import pytest
 
 from harness.standin import GraphStandin, running_standin
-from ingest.delta import GROUP_SELECT, USER_SELECT, DeltaReader, normalise, read_round
+from ingest.delta import GROUP_SELECT, USER_SELECT, DeltaReader, group_select, normalise, read_round
 from runtime import kafka
 from schemas import topics
 from schemas.changes import CHANGE_RECORD, DeltaCursor, GroupChanged, GroupRemoved, UserChanged, UserRemoved
 from schemas.config import KafkaSettings
+from tests.active import WRITEBACK_ENABLED, active_configuration
 from tests.fakes import standin_client
 
 
@@ -229,3 +231,48 @@ async def test_user_soft_delete_and_restore_reach_users_and_group_memberships(st
     (rejoined,) = normalise("groups", groups.items, full_round=False, observed_at=time_now())
     assert isinstance(back, UserChanged) and back.attributes["displayName"] == "Temp"
     assert isinstance(rejoined, GroupChanged) and [m.id for m in rejoined.members_added] == [user_id]
+
+
+async def test_a_restarted_reader_runs_a_full_groups_round_when_the_select_changed_while_it_was_down(
+    standin: GraphStandin, kafka_settings: KafkaSettings
+) -> None:
+    tenant = standin.tenant
+    tenant.add_user("Ada")
+    group_id = tenant.add_group("Sales", **{WRITEBACK_ENABLED: True}).object_id
+    client = standin_client(standin)
+    async with DeltaReader(client, kafka_settings) as reader:
+        await reader.run_round()
+
+    wider = group_select(active_configuration(graph_group_attributes=[WRITEBACK_ENABLED]))
+    async with DeltaReader(client, kafka_settings) as restarted:
+        restarted.select_groups(wider)
+        published = await restarted.run_round()
+
+    (record,) = published  # users continued from their cursor: nothing changed
+    assert isinstance(record, GroupChanged) and record.id == group_id and record.full_round
+    assert record.attributes[WRITEBACK_ENABLED] is True
+    saved = await kafka.read_latest(kafka_settings, topics.GRAPH_CURSORS)
+    assert topics.decode(DeltaCursor, saved[b"groups"]).select == wider
+    assert topics.decode(DeltaCursor, saved[b"users"]).select == USER_SELECT
+
+
+async def test_a_cursor_saved_without_its_select_is_continued_with_ingests_own(
+    standin: GraphStandin, kafka_settings: KafkaSettings
+) -> None:
+    standin.tenant.add_group("Sales")
+    client = standin_client(standin)
+    delta_round = await read_round(client, "groups", None)
+    old = {"resource": "groups", "delta_link": delta_round.delta_link, "saved_at": time_now().isoformat()}
+    producer = kafka.producer(kafka_settings)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.GRAPH_CURSORS, json.dumps(old).encode(), key=b"groups")
+    finally:
+        await producer.stop()
+
+    async with DeltaReader(client, kafka_settings) as reader:
+        published = await reader.run_round()
+
+    assert [r for r in published if isinstance(r, GroupChanged)] == []  # continued: nothing changed since
+    groups_requests = standin.requests_to("/groups/delta")
+    assert "$deltatoken" in groups_requests[-1].query

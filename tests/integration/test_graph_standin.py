@@ -18,8 +18,9 @@ from msgraph.generated.models.user import User
 from msgraph_core import PageIterator
 
 from harness.standin import GraphStandin, SyncedUser, running_standin, seed_demo_tenant, trickle
-from ingest.delta import read_round
+from ingest.delta import GROUP_SELECT, read_round
 from ingest.graph_client import build_credential, build_graph_client
+from tests.active import WRITEBACK_ENABLED
 from tests.fakes import FakeAsyncCredential, running_receiver, standin_client
 
 
@@ -227,3 +228,27 @@ async def test_sample_tenant_and_trickle_show_up_in_delta_rounds(standin: GraphS
 
     assert len(mutations) == 6
     assert {m.object_id for m in mutations if m.resource == "groups"} <= {g["id"] for g in following.items}
+
+
+async def test_a_directory_extension_is_returned_only_when_selected_and_a_patch_of_it_is_a_delta_change(
+    standin: GraphStandin,
+) -> None:
+    group_id = standin.tenant.add_group("Sales").object_id
+    client = standin_client(standin)
+    with_extension = [*GROUP_SELECT, WRITEBACK_ENABLED]
+    # Cloud Sync's tutorial: PATCH /v1.0/groups/{id} {"extension_<appId>_WritebackEnabled": true}
+    await client.groups.by_group_id(group_id).patch(Group(additional_data={WRITEBACK_ENABLED: True}))
+
+    plain = await read_round(client, "groups", None)
+    selected = await read_round(client, "groups", None, select=with_extension)
+    assert WRITEBACK_ENABLED not in plain.items[0]
+    assert selected.items[0][WRITEBACK_ENABLED] is True
+
+    await client.groups.by_group_id(group_id).patch(Group(additional_data={WRITEBACK_ENABLED: False}))
+    (changed,) = (await read_round(client, "groups", selected.delta_link)).items
+    (changed_plain,) = (await read_round(client, "groups", plain.delta_link)).items  # its own $select still
+
+    assert changed["id"] == group_id and changed[WRITEBACK_ENABLED] is False
+    assert changed_plain["id"] == group_id and WRITEBACK_ENABLED not in changed_plain
+    with pytest.raises(ValueError, match="extension_<32 hex digits>_<name>"):
+        standin.tenant.update_group(group_id, extension_notanappid_WritebackEnabled=True)

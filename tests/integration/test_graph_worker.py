@@ -12,12 +12,14 @@ import pytest
 from aiokafka import TopicPartition
 
 from harness.standin import GraphStandin, running_standin
+from ingest.delta import GROUP_SELECT
 from ingest.graph_worker import CONSUMER_GROUP, GraphWorker
 from runtime import kafka
 from schemas import topics
 from schemas.changes import CHANGE_RECORD, GroupChanged
 from schemas.config import KafkaSettings, Settings, WebhookSettings
 from schemas.notifications import ChangeNotification, NotificationBatch, ResourceData
+from tests.active import WRITEBACK_ENABLED, active_configuration
 from tests.fakes import FakeAsyncCredential, running_receiver
 from tests.integration.stages import publish
 from tests.polling import until
@@ -144,3 +146,66 @@ async def test_reauthorization_required_hint_reauthorizes_then_runs_a_round(
     reauthorizations = standin.requests_to(f"/subscriptions/{groups_subscription}/reauthorize")
     assert len(reauthorizations) == 1
     assert reauthorizations[0].at < standin.requests_to("/groups/delta")[-1].at  # before the round's reads
+
+
+async def test_an_attribute_the_active_configuration_names_arrives_with_a_full_groups_round(
+    standin: GraphStandin, kafka_settings: KafkaSettings
+) -> None:
+    group_id = standin.tenant.add_group("Sales", **{WRITEBACK_ENABLED: True}).object_id
+    worker = GraphWorker(settings_for(standin, kafka_settings), credential=FakeAsyncCredential(standin.issue_token()))
+    worker.start_thread()
+    try:
+        await until(lambda: worker.completed_rounds == 1, "the round at start", timeout=15)
+        assert WRITEBACK_ENABLED not in (await group_change(kafka_settings, group_id)).attributes
+
+        configuration = active_configuration(graph_group_attributes=[WRITEBACK_ENABLED, "displayName"])
+        await publish(kafka_settings, topics.CONFIG, [("active", configuration)])
+        # The interval is 60 s: only the change of the selected attributes runs this round now.
+        await until(lambda: worker.completed_rounds == 2, "the round the new $select brought forward", timeout=15)
+        full = await group_change(kafka_settings, group_id)
+
+        standin.tenant.update_group(group_id, **{WRITEBACK_ENABLED: False})  # as PATCH /groups/{id} does
+        await publish(kafka_settings, topics.GRAPH_NOTIFICATIONS, [hint(group_id)])
+        await until(lambda: worker.completed_rounds == 3, "the round the hint brought forward", timeout=15)
+        changed = await group_change(kafka_settings, group_id)
+    finally:
+        await asyncio.to_thread(worker.stop)
+
+    assert full.full_round and full.members_complete and full.attributes[WRITEBACK_ENABLED] is True
+    assert not changed.full_round and changed.attributes[WRITEBACK_ENABLED] is False
+    first, second, third = standin.requests_to("/groups/delta")
+    assert first.query["$select"].split(",") == GROUP_SELECT
+    assert "$deltatoken" not in second.query  # a full round: the old delta link has the old $select
+    assert second.query["$select"].split(",") == [*GROUP_SELECT, WRITEBACK_ENABLED]
+    assert "$deltatoken" in third.query
+    assert all("$deltatoken" in r.query for r in standin.requests_to("/users/delta")[1:])  # users continue
+
+
+async def test_while_the_configuration_is_deleted_no_round_runs_and_the_first_one_after_is_full(
+    standin: GraphStandin, kafka_settings: KafkaSettings
+) -> None:
+    group_id = standin.tenant.add_group("Sales").object_id
+    worker = GraphWorker(settings_for(standin, kafka_settings), credential=FakeAsyncCredential(standin.issue_token()))
+    worker.start_thread()
+    try:
+        await until(lambda: worker.completed_rounds == 1, "the round at start", timeout=15)
+        await publish(kafka_settings, topics.CONFIG, [("active", active_configuration(1, "deleted"))])
+
+        async def cursors_cleared() -> bool:
+            return await kafka.read_latest(kafka_settings, topics.GRAPH_CURSORS) == {}
+
+        await until(cursors_cleared, "the delta cursors cleared", timeout=15)
+        standin.tenant.update_group(group_id, displayName="Sales EMEA")
+        await publish(kafka_settings, topics.GRAPH_NOTIFICATIONS, [hint(group_id)])
+        await asyncio.sleep(1.5)  # well past the debounce (0.2 s): a round the hint brought forward would have run
+        assert worker.completed_rounds == 1 and len(standin.requests_to("/groups/delta")) == 1
+
+        await publish(kafka_settings, topics.CONFIG, [("active", active_configuration(2, "enabled"))])
+        await until(lambda: worker.completed_rounds == 2, "the round once enabled", timeout=15)
+    finally:
+        await asyncio.to_thread(worker.stop)
+
+    record = await group_change(kafka_settings, group_id)
+    assert record.full_round and record.attributes["displayName"] == "Sales EMEA"
+    assert all("$deltatoken" not in r.query for r in standin.requests_to("/delta"))  # users too: all full
+    assert await committed_hints(kafka_settings) == 1  # the hint waited for the round that served it

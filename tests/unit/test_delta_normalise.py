@@ -6,8 +6,17 @@ import datetime as dt
 
 from kiota_abstractions.api_error import APIError
 
-from ingest.delta import merge_items, needs_full_round, normalise
-from schemas.changes import GroupChanged, GroupRemoved, MemberRef, UserChanged, UserRemoved
+from ingest.delta import (
+    GROUP_SELECT,
+    USER_SELECT,
+    continues_from,
+    group_select,
+    merge_items,
+    needs_full_round,
+    normalise,
+)
+from schemas.changes import DeltaCursor, GroupChanged, GroupRemoved, MemberRef, UserChanged, UserRemoved
+from tests.active import WRITEBACK_ENABLED, active_configuration
 
 NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 USER = "#microsoft.graph.user"
@@ -119,3 +128,44 @@ def test_every_record_names_its_round_by_a_digest_of_the_token_not_the_token() -
     assert {r.round_from for r in records} == {delta_round.round_from}
     assert delta_round.round_from and "secret-token" not in delta_round.round_from
     assert DeltaRound("groups", [], "next", full_round=True, started_from=None).round_from is None
+
+
+def test_a_directory_extension_the_round_selected_reaches_the_group_change() -> None:
+    items = [{"id": "g1", "displayName": "Sales", WRITEBACK_ENABLED: True}]
+
+    (record,) = normalise("groups", items, full_round=False, observed_at=NOW)
+
+    assert isinstance(record, GroupChanged)
+    assert record.attributes == {"displayName": "Sales", WRITEBACK_ENABLED: True}
+
+
+def test_the_group_select_adds_the_configurations_attributes_once_each_after_ingests_own() -> None:
+    active = active_configuration(graph_group_attributes=[WRITEBACK_ENABLED, "displayName", "classification"])
+
+    assert group_select(None) == GROUP_SELECT
+    assert group_select(active) == [*GROUP_SELECT, WRITEBACK_ENABLED, "classification"]
+    assert group_select(active_configuration(2, "deleted")) == GROUP_SELECT
+
+
+def cursor(resource: str, select: list[str] | None) -> DeltaCursor:
+    return DeltaCursor(
+        resource=resource, delta_link=f"https://graph/{resource}/delta?$deltatoken=t", saved_at=NOW, select=select
+    )
+
+
+def test_a_cursor_is_continued_only_with_the_set_of_attributes_it_was_taken_with() -> None:
+    wider = [*GROUP_SELECT, WRITEBACK_ENABLED]
+    taken = cursor("groups", wider)
+
+    assert continues_from("groups", taken, list(reversed(wider))) == taken.delta_link  # the order does not matter
+    assert continues_from("groups", taken, GROUP_SELECT) is None  # an attribute dropped: a full round
+    assert continues_from("groups", cursor("groups", GROUP_SELECT), wider) is None  # one added: a full round
+    assert continues_from("groups", None, GROUP_SELECT) is None
+
+
+def test_a_cursor_saved_before_the_select_was_stored_counts_as_ingests_own_select() -> None:
+    old_groups, old_users = cursor("groups", None), cursor("users", None)
+
+    assert continues_from("groups", old_groups, GROUP_SELECT) == old_groups.delta_link
+    assert continues_from("groups", old_groups, [*GROUP_SELECT, WRITEBACK_ENABLED]) is None
+    assert continues_from("users", old_users, USER_SELECT) == old_users.delta_link

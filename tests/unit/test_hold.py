@@ -80,3 +80,24 @@ def test_a_disabled_writer_waits_until_cleared(clock: FakeClock) -> None:
     clock.advance(60)
     assert hold.quarantine.expire()
     assert hold.wait() is None and not hold.retry_due()
+
+
+def test_a_configuration_disabled_or_deleted_holds_writing_until_enabled(hold: Hold) -> None:
+    assert hold.pause("disabled") is True
+    assert hold.wait() is None and not hold.retry_due()  # until released: no probe, no retry
+    assert hold.pause("deleted") is False  # paused already: nothing to tell the loop
+    assert hold.paused_by_configuration == "deleted"
+
+    assert hold.resume() is True
+    assert hold.wait() == 0 and hold.paused_by_configuration is None
+    assert hold.resume() is False
+
+
+def test_a_quarantine_retry_falls_due_only_once_the_configuration_is_enabled(hold: Hold, clock: FakeClock) -> None:
+    hold.quarantine.credentials_rejected("invalid credentials")
+    hold.pause("disabled")
+    clock.advance(61)  # past the first retry
+    assert hold.wait() is None and not hold.retry_due()
+
+    hold.resume()
+    assert hold.retry_due()

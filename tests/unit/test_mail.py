@@ -90,7 +90,7 @@ def test_one_recipient_may_be_given_as_text(tmp_path: Path) -> None:
         ({"from": "a@corp.example, b@corp.example"}, "notifications.email.from: Value error"),
         ({"from": "a@corp.example\r\nBcc: x@evil.example"}, "notifications.email.from: Value error"),
         ({"to": []}, "notifications.email.to: List should have at least 1 item"),
-        ({"to": ["a@corp.example", "nobody"]}, "notifications.email.to.1: Value error, 'nobody' is not one"),
+        ({"to": ["a@corp.example", "nobody"]}, "notifications.email.to[1]: Value error, 'nobody' is not one"),
         ({"sender": "e2ad@corp.example"}, "notifications.email.sender: Extra inputs are not permitted"),
         ({"security": "ssl"}, "notifications.email.security: Input should be 'starttls', 'tls' or 'none'"),
         ({"smtp_port": 0}, "notifications.email.smtp_port: Input should be greater than or equal to 1"),

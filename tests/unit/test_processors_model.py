@@ -33,11 +33,11 @@ from harness.standin.tenant import Tenant
 from ingest.delta import RESOURCES, merge_items, normalise
 from processors.mapping import GroupMapper
 from processors.provisioning import ProvisioningState
-from processors.scoping import security_clause
+from processors.scoping import Scope, security_clause
 from processors.state import ProcessorStore
 from schemas import topics
 from schemas.changes import ChangeRecord
-from schemas.config import ProvisioningSettings
+from schemas.config import ProvisioningSettings, ScopeSettings
 from schemas.desired import DesiredGroup, DesiredMember, anchor_of
 
 CONTAINER = "OU=Groups,DC=e2ad,DC=test"
@@ -248,7 +248,9 @@ class ProcessorsMachine(RuleBasedStateMachine):
 
     def _new_core(self) -> None:
         users, groups, parents = self.backend.tables()
-        self.core = ProvisioningState(self.settings, self.mapper, users=users, groups=groups, parents=parents)
+        self.core = ProvisioningState(
+            self.settings, self.mapper, Scope(ScopeSettings()), users=users, groups=groups, parents=parents
+        )
 
     # -- Graph operations: each rule picks among the operations the directory allows now, so no
     # step is wasted on one it would refuse (pick indexes the candidates, modulo their number).

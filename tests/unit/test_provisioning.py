@@ -8,8 +8,9 @@ import pytest
 
 from processors.mapping import GroupMapper
 from processors.provisioning import ProvisioningState
+from processors.scoping import Scope
 from schemas.changes import GroupChanged, GroupRemoved, MemberRef, UserChanged, UserRemoved
-from schemas.config import ProvisioningSettings
+from schemas.config import ProvisioningSettings, ScopeSettings
 from schemas.desired import UNIVERSAL_SECURITY_GROUP
 from schemas.results import ProvisioningResult
 
@@ -20,10 +21,13 @@ CONTAINER = "OU=Groups,DC=e2ad,DC=test"
 SECURITY = {"securityEnabled": True, "mailEnabled": False, "onPremisesSyncEnabled": None, "groupTypes": []}
 
 
-def state(mappings: dict[str, str] | None = None, **settings: object) -> ProvisioningState:
+def state(
+    mappings: dict[str, str] | None = None, scope: ScopeSettings | None = None, **settings: object
+) -> ProvisioningState:
     return ProvisioningState(
         ProvisioningSettings(target_container=CONTAINER, **settings),  # type: ignore[arg-type]
         GroupMapper(mappings or {}, {}, CONTAINER),
+        Scope(scope or ScopeSettings()),
         users={},
         groups={},
         parents={},
@@ -134,11 +138,59 @@ def test_nested_group_follows_its_scope() -> None:
     s = state()
     s.apply(group_changed(NESTED, displayName="Inner", mailEnabled=True))
     [outer] = s.apply(group_changed(members=[MemberRef(id=NESTED, type="group")]))
-    assert outer.members == [] and outer.skipped_members[0].reason == "nested group not in scope"
+    assert outer.members == [] and outer.skipped_members[0].reason == (
+        "nested group not in scope: mail-enabled groups are not provisioned"
+    )
     published = s.apply(group_changed(NESTED, displayName="Inner", mailEnabled=False))
     by_id = {d.group_id: d for d in published}
     assert set(by_id) == {NESTED, GROUP}
     assert [(m.type, m.anchor) for m in by_id[GROUP].members] == [("group", f"Group_{NESTED}")]
+
+
+SALES_OR_OPS = ScopeSettings(
+    filters=[[{"attribute": "displayName", "operator": "REGEX MATCH", "value": "^(Sales|Ops)"}]]
+)
+
+
+def test_nested_group_excluded_by_a_filter_is_skipped_until_an_attribute_change_brings_it_in() -> None:
+    s = state(scope=SALES_OR_OPS)
+    s.apply(group_changed(NESTED, displayName="Inner"))
+    [outer] = s.apply(group_changed(displayName="Sales", members=[MemberRef(id=NESTED, type="group")]))
+    assert outer.state == "present" and outer.members == []
+    assert [(m.id, m.reason) for m in outer.skipped_members] == [
+        (
+            NESTED,
+            "nested group not in scope: scoping filter: no filter matched"
+            ' (filter 1: displayName REGEX MATCH "^(Sales|Ops)" is false)',
+        )
+    ]
+    # The nested group's rename brings it into the scope: the parent's next desired state references it.
+    published = s.apply(group_changed(NESTED, displayName="Ops Inner"))
+    by_id = {d.group_id: d for d in published}
+    assert set(by_id) == {NESTED, GROUP} and by_id[NESTED].state == "present"
+    assert [(m.type, m.id, m.anchor) for m in by_id[GROUP].members] == [("group", NESTED, f"Group_{NESTED}")]
+    assert by_id[GROUP].skipped_members == []
+
+
+def test_a_group_a_filter_no_longer_matches_leaves_the_scope_with_the_reason() -> None:
+    s = state(scope=SALES_OR_OPS)
+    [present] = s.apply(group_changed(displayName="Sales"))
+    assert present.state == "present"
+    [desired] = s.apply(group_changed(displayName="HR"))
+    assert (desired.state, desired.reason) == (
+        "absent",
+        'out of scope: scoping filter: no filter matched (filter 1: displayName REGEX MATCH "^(Sales|Ops)" is false)',
+    )
+
+
+def test_selected_mode_provisions_the_listed_groups_only() -> None:
+    s = state(scope=ScopeSettings(mode="selected", groups=[GROUP.upper()]))
+    assert s.apply(group_changed(NESTED)) == []  # never provisioned: nothing to publish
+    [desired] = s.apply(group_changed(members=[MemberRef(id=NESTED, type="group")]))
+    assert desired.group_id == GROUP and desired.state == "present"
+    assert [m.reason for m in desired.skipped_members] == [
+        "nested group not in scope: not selected (scope.mode selected)"
+    ]
 
 
 @pytest.mark.parametrize(("removal", "reason"), [("deleted", "deleted in Entra"), ("changed", "soft-deleted in Entra")])

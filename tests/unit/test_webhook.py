@@ -152,7 +152,7 @@ async def test_lifecycle_event_is_parsed(client: TestClient, sink: RecordingSink
         (b'{"value": [{"subscriptionId": "\\ud800"}]}', "Invalid JSON"),
         (b'{"value": [{"subscriptionId": "a", "x": ' + b"[" * 1000 + b"]" * 1000 + b"}]}", "recursion limit"),
         (json.dumps({"values": []}).encode(), "value: Field required"),
-        (json.dumps({"value": [{"changeType": "updated"}]}).encode(), "value.0.subscriptionId: Field required"),
+        (json.dumps({"value": [{"changeType": "updated"}]}).encode(), "value[0].subscriptionId: Field required"),
     ],
 )
 async def test_malformed_body_is_400_with_the_reason(
