@@ -49,6 +49,16 @@ def operator_environment(settings: Settings) -> dict[str, str]:
     }
 
 
+def command_environment(settings: dict[str, str]) -> dict[str, str]:
+    """The environment of an e2ad process a test or a benchmark starts: these E2AD_… settings and no others.
+
+    Not the session's own E2AD_… variables (E2AD_TEST_KAFKA_BOOTSTRAP, a developer's settings): the
+    process would refuse unknown ones, or run with settings the test did not choose.
+    """
+    inherited = {name: value for name, value in os.environ.items() if not name.startswith("E2AD_")}
+    return {**inherited, **settings}
+
+
 def _flatten(model: BaseModel, prefix: str, env: dict[str, str]) -> None:
     for name, field in type(model).model_fields.items():
         value: Any = getattr(model, name)

@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -35,6 +35,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from ldap3.core.exceptions import LDAPException
 from ldap3.utils.dn import escape_rdn
+
+# The benchmarks' shared pieces, next to this script (its directory is on sys.path).
+from pipeline_bench import TREE_DELETE, BenchError, check, search_all
 
 from harness.services import LocalServices
 from runtime import kafka
@@ -53,9 +56,6 @@ Phase = Literal["create", "churn"]
 PHASES: tuple[Phase, ...] = ("create", "churn")
 
 ANCHOR_ATTRIBUTE = "msDS-ExternalDirectoryObjectId"
-TREE_DELETE = ("1.2.840.113556.1.4.805", True, None)
-PAGED_RESULTS = "1.2.840.113556.1.4.319"
-PAGE_SIZE = 500  # below Samba's MaxPageSize of 1000
 USER_CLASSES = ["top", "person", "organizationalPerson", "user"]
 PARTITIONS = 4
 # Bounds, so that a mistyped option cannot fill the shared DC or run for hours.
@@ -65,10 +65,6 @@ SLOWEST_GROUPS_PER_SECOND = 5
 PHASE_GRACE_SECONDS = 60
 COMMIT_POLL_SECONDS = 0.1
 RESULTS_TIMEOUT_SECONDS = 30  # the results are on ad.results already when this waits for them
-
-
-class BenchError(Exception):
-    """The benchmark could not measure correct work: AD rejected a write or the result is wrong."""
 
 
 @dataclass(frozen=True)
@@ -157,25 +153,6 @@ def make_groups(count: int, members: int, churn: int, users: Sequence[User], fir
 
 
 # -- AD set-up and checks --------------------------------------------------------------------
-def check(result: dict[str, Any], what: str) -> None:
-    if result["result"] != 0:
-        raise BenchError(f"{what}: {result['result']} {result['description']} {result.get('message') or ''}")
-
-
-def search_all(conn: ldap3.Connection, base: str, search_filter: str, attributes: list[str]) -> Iterator[dict]:
-    """One-level paged search (a sub-OU holds more entries than one page)."""
-    cookie: bytes | None = None
-    while True:
-        _, result, response, _ = conn.search(
-            base, search_filter, ldap3.LEVEL, attributes=attributes, paged_size=PAGE_SIZE, paged_cookie=cookie
-        )
-        check(result, f"search below {base}")
-        yield from (entry for entry in response if entry.get("type") == "searchResEntry")
-        cookie = result.get("controls", {}).get(PAGED_RESULTS, {}).get("value", {}).get("cookie")
-        if not cookie:
-            return
-
-
 def add_ou(conn: ldap3.Connection, dn: str) -> str:
     _, result, _, _ = conn.add(dn, "organizationalUnit")
     check(result, f"create {dn}")

@@ -11,9 +11,11 @@ import secrets
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import ldap3
 
 from harness.embedded import SIMULATED_GRAPH_TIMING
 from harness.services import LocalServices, free_port
@@ -24,12 +26,33 @@ from writers.connection import close, connect
 from writers.errors import DirectoryUnavailable
 
 TREE_DELETE = ("1.2.840.113556.1.4.805", True, None)
+PAGED_RESULTS = "1.2.840.113556.1.4.319"
+PAGE_SIZE = 500  # below Samba's MaxPageSize of 1000
 READY_TIMEOUT_SECONDS = 60
 PARTITIONS = 4
 
 
 class BenchError(Exception):
-    """The benchmark could not measure: a stage died, or a change did not reach AD."""
+    """The benchmark could not measure correct work: a stage died, AD rejected a write, a result is wrong."""
+
+
+def check(result: dict[str, Any], what: str) -> None:
+    if result["result"] != 0:
+        raise BenchError(f"{what}: {result['result']} {result['description']} {result.get('message') or ''}")
+
+
+def search_all(conn: ldap3.Connection, base: str, search_filter: str, attributes: list[str]) -> Iterator[dict]:
+    """One-level paged search (a sub-OU holds more entries than one page)."""
+    cookie: bytes | None = None
+    while True:
+        _, result, response, _ = conn.search(
+            base, search_filter, ldap3.LEVEL, attributes=attributes, paged_size=PAGE_SIZE, paged_cookie=cookie
+        )
+        check(result, f"search below {base}")
+        yield from (entry for entry in response if entry.get("type") == "searchResEntry")
+        cookie = result.get("controls", {}).get(PAGED_RESULTS, {}).get("value", {}).get("cookie")
+        if not cookie:
+            return
 
 
 @contextlib.asynccontextmanager
@@ -51,8 +74,7 @@ def ldap_step(ad: AdSettings, step: Callable[[Any], tuple[Any, dict[str, Any], A
     connection = connect(ad)
     try:
         _, result, _, _ = step(connection)
-        if result["result"] != 0:
-            raise BenchError(f"{what}: {result['description']} {result.get('message') or ''}")
+        check(result, what)
     finally:
         close(connection)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import socket
 import subprocess
@@ -16,7 +15,7 @@ from typing import TypeVar
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import BaseModel
 
-from harness.pipeline import operator_environment
+from harness.pipeline import command_environment, operator_environment
 from runtime import kafka
 from schemas import topics
 from schemas.config import KafkaSettings, Settings
@@ -40,16 +39,6 @@ def running_stage(stage: str, env: dict[str, str], log_path: Path) -> Iterator[s
             yield process
         finally:
             stop_stage(process)
-
-
-def command_environment(settings: dict[str, str]) -> dict[str, str]:
-    """The environment of an e2ad process a test starts: these E2AD_… settings and no others.
-
-    Not the session's own E2AD_… variables (E2AD_TEST_KAFKA_BOOTSTRAP, a developer's settings): the
-    process would refuse unknown ones, or run with settings the test did not choose.
-    """
-    inherited = {name: value for name, value in os.environ.items() if not name.startswith("E2AD_")}
-    return {**inherited, **settings}
 
 
 async def run_e2ad(env: dict[str, str], *args: str, expect: int = 0) -> str:

@@ -232,6 +232,7 @@ async def test_configuration_changes_converge_ad_while_the_stages_run(
 
             # -- 5. a directory extension: read in a full round with the new $select ----------------
             writeback = ids[WRITEBACK]
+            await changes.read_to_end()
             unselected = [c for c in changes.seen if isinstance(c, GroupChanged) and c.id == writeback]
             assert unselected and all(EXTENSION not in c.attributes for c in unselected), (
                 "the extension came with ingest's own $select"
