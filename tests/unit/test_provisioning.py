@@ -215,7 +215,7 @@ def test_configured_mappings_route_the_container_and_a_failing_one_is_logged_not
 def test_a_mapping_set_without_container_or_with_a_fixed_attribute_is_refused() -> None:
     with pytest.raises(ValueError, match="parentDistinguishedName: required"):
         GroupMapper({}, {}, None)
-    with pytest.raises(ValueError, match="msDS-ExternalDirectoryObjectId: fixed"):
+    with pytest.raises(ValueError, match=r"mappings\[0\] \(msDS-ExternalDirectoryObjectId\): cannot be mapped: fixed"):
         GroupMapper({"msDS-ExternalDirectoryObjectId": '"x"'}, {}, CONTAINER)
 
 
