@@ -108,7 +108,12 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
     store = ProcessorStore()
     mapper = GroupMapper(settings.mappings, settings.tokens, settings.provisioning.target_container)
     core = ProvisioningState(
-        settings.provisioning, mapper, users=store.users, groups=store.groups, parents=store.parents
+        settings.provisioning,
+        mapper,
+        users=store.users,
+        groups=store.groups,
+        parents=store.parents,
+        on_premises_users=settings.membership.on_premises_users,
     )
     guard_settings = GuardSettings(settings.deletes.threshold, settings.deletes.window_seconds)
     gate = GuardGate(guard_settings)

@@ -40,9 +40,12 @@ class ProvisioningState:
         users: State,
         groups: State,
         parents: State,
+        on_premises_users: bool = True,
     ) -> None:
+        """`on_premises_users`: membership.on_premises_users, whether synced users are written as members."""
         self.settings = settings
         self.mapper = mapper
+        self.on_premises_users = on_premises_users
         self.users = users
         self.groups = groups
         self.parents = parents
@@ -169,6 +172,9 @@ class ProvisioningState:
         skipped: list[SkippedMember] = []
         for member_id, member_type in sorted(members):
             if member_type == "user":
+                if not self.on_premises_users:
+                    skipped.append(SkippedMember(id=member_id, reason="membership.on_premises_users is off"))
+                    continue
                 user = self.users.get(member_id)
                 guid = (user or {}).get("onPremisesObjectIdentifier")
                 if guid:
