@@ -57,6 +57,7 @@ _ALWAYS_FLOWING = frozenset(name.casefold() for name in REQUIRED)
 # it refuses (Samba answers 19 constraintViolation for them).
 MAX_SAM_ACCOUNT_NAME = 256
 SAM_ACCOUNT_NAME_REFUSED = frozenset('"/\\[]:;|=,+*?<>')
+_REFUSED_SHOWN = '"/\\[]:;|=,+*?<>'
 _GRAPH_NAMES = {name.casefold(): name for name in GROUP_PROPERTIES}
 # Cloud Sync's mappings call the group's id objectId; Graph's $select calls it id.
 _SELECT_NAMES = {"objectId": "id"}
@@ -201,7 +202,7 @@ def sam_account_name_problem(value: str) -> str | None:
         return f"sAMAccountName {value[:40]!r}… is {length} characters long, AD allows {MAX_SAM_ACCOUNT_NAME}"
     refused = sorted({char for char in value if char in SAM_ACCOUNT_NAME_REFUSED})
     if refused:
-        return f"sAMAccountName {value!r} contains {' '.join(refused)}, which AD refuses"
+        return f"sAMAccountName {value!r} contains {', '.join(map(repr, refused))}: AD refuses any of {_REFUSED_SHOWN}"
     return None
 
 
