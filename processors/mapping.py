@@ -58,6 +58,7 @@ _ALWAYS_FLOWING = frozenset(name.casefold() for name in REQUIRED)
 MAX_SAM_ACCOUNT_NAME = 256
 SAM_ACCOUNT_NAME_REFUSED = frozenset('"/\\[]:;|=,+*?<>')
 _REFUSED_SHOWN = '"/\\[]:;|=,+*?<>'
+_KNOWN_TARGETS = {name.casefold(): name for name in (*DEFAULT_GROUP_MAPPINGS, SAM_ACCOUNT_NAME, CONTAINER)}
 _GRAPH_NAMES = {name.casefold(): name for name in GROUP_PROPERTIES}
 # Cloud Sync's mappings call the group's id objectId; Graph's $select calls it id.
 _SELECT_NAMES = {"objectId": "id"}
@@ -100,20 +101,18 @@ def builtin_rules(target_container: str | None) -> list[MappingRule]:
 
 def effective_rules(rules: Sequence[MappingRule], target_container: str | None) -> list[MappingRule]:
     """The rules applied: the built-in set, each target replaced by the configuration's rule for it."""
-    builtin = builtin_rules(target_container)
-    canonical = {rule.target.casefold(): rule.target for rule in builtin}
-    by_target = {rule.target.casefold(): rule for rule in builtin}
+    by_target = {rule.target.casefold(): rule for rule in builtin_rules(target_container)}
     for rule in rules:
-        # Spelled as the defaults spell it, so that the writer and the checks below find it.
+        # Spelled as e2ad spells it, so that the mapper and the writer find it.
         key = rule.target.casefold()
-        by_target[key] = rule.model_copy(update={"target": canonical.get(key, rule.target)})
+        by_target[key] = rule.model_copy(update={"target": _KNOWN_TARGETS.get(key, rule.target)})
     return list(by_target.values())
 
 
-def mapping_sources(rules: Sequence[MappingRule], target_container: str | None = None) -> list[str]:
-    """Every Graph group property the effective mappings read, as $select names them (sorted)."""
+def mapping_sources(rules: Sequence[MappingRule]) -> list[str]:
+    """Every Graph group property the mappings read, the defaults they keep included, as $select names them."""
     names: set[str] = set()
-    for rule in effective_rules(rules, target_container):
+    for rule in effective_rules(rules, None):  # the container constant reads nothing
         for name in _sources(rule):
             graph = _GRAPH_NAMES.get(name.casefold(), name)
             names.add(_SELECT_NAMES.get(graph, graph))

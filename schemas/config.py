@@ -7,7 +7,7 @@ import json
 import re
 from email.headerregistry import HeaderRegistry
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -21,7 +21,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 GRAPH_PUBLIC_CLOUD = "https://graph.microsoft.com/v1.0"
 AUTHORITY_PUBLIC_CLOUD = "https://login.microsoftonline.com"
@@ -591,7 +591,7 @@ def parse_mappings(value: object) -> tuple[dict[int, MappingRule], list[str]]:
     return rules, problems
 
 
-def _rule_problem(error: Any) -> str:
+def _rule_problem(error: ErrorDetails) -> str:
     where = ".".join(str(part) for part in error["loc"])
     message = str(error["ctx"]["error"]) if error["type"] == "value_error" else error["msg"]
     return f"{where}: {message}" if where else message

@@ -72,7 +72,7 @@ def test_the_file_overrides_the_defaults_per_target_and_keeps_the_others() -> No
 
 
 def test_the_seeds_switch_routes_the_container_as_written() -> None:
-    routed = mapper([{"target": "parentDistinguishedName", "type": "expression", "expression": SEED_SWITCH}], None)
+    routed = mapper([{"target": "parentdistinguishedname", "type": "expression", "expression": SEED_SWITCH}], None)
     assert routed.map(GROUP, {"displayName": "Marketing"}).container == "OU=Marketing,OU=container,DC=contoso,DC=com"
     assert routed.map(GROUP, {"displayName": "Finance"}).container == "OU=Default,OU=container,DC=contoso,DC=com"
 
