@@ -42,10 +42,13 @@ class ProvisioningState:
         groups: State,
         parents: State,
         paused: bool = False,
+        on_premises_users: bool = True,
     ) -> None:
         # Paused (the configuration disabled): the state follows Graph, no desired state is
         # published; reevaluate() publishes what changed meanwhile once enabled again.
         self.paused = paused
+        # membership.on_premises_users: whether synced users are written as members.
+        self.on_premises_users = on_premises_users
         self.settings = settings
         self.mapper = mapper
         self.scope = scope
@@ -195,6 +198,9 @@ class ProvisioningState:
         skipped: list[SkippedMember] = []
         for member_id, member_type in sorted(members):
             if member_type == "user":
+                if not self.on_premises_users:
+                    skipped.append(SkippedMember(id=member_id, reason="membership.on_premises_users is off"))
+                    continue
                 user = self.users.get(member_id)
                 guid = (user or {}).get("onPremisesObjectIdentifier")
                 if guid:

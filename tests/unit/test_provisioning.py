@@ -22,15 +22,16 @@ SECURITY = {"securityEnabled": True, "mailEnabled": False, "onPremisesSyncEnable
 
 
 def state(
-    mappings: dict[str, str] | None = None, scope: ScopeSettings | None = None, **settings: object
+    mappings: object = None, scope: ScopeSettings | None = None, on_premises_users: bool = True, **settings: object
 ) -> ProvisioningState:
     return ProvisioningState(
         ProvisioningSettings(target_container=CONTAINER, **settings),  # type: ignore[arg-type]
-        GroupMapper(mappings or {}, {}, CONTAINER),
+        GroupMapper(mappings or {}, {}, CONTAINER),  # type: ignore[arg-type]
         Scope(scope or ScopeSettings()),
         users={},
         groups={},
         parents={},
+        on_premises_users=on_premises_users,
     )
 
 
@@ -93,6 +94,25 @@ def test_members_resolve_to_ad_guids_and_cloud_only_users_are_skipped() -> None:
         "u2": "cloud-only user (no onPremisesObjectIdentifier)",
         "d1": "unsupported member type other",
     }
+
+
+def test_without_on_premises_users_user_members_are_skipped_and_nested_groups_still_written() -> None:
+    s = state(on_premises_users=False)
+    s.apply(user("u1", "3c598d5d-0000-4000-8000-000000000001"))
+    s.apply(group_changed(NESTED, displayName="Inner"))
+    [desired] = s.apply(group_changed(members=[MemberRef(id="u1", type="user"), MemberRef(id=NESTED, type="group")]))
+    assert [(m.type, m.id) for m in desired.members] == [("group", NESTED)]
+    assert [(m.id, m.reason) for m in desired.skipped_members] == [("u1", "membership.on_premises_users is off")]
+
+
+def test_an_invalid_sam_account_name_fails_that_group_alone_naming_it() -> None:
+    s = state([{"target": "sAMAccountName", "type": "direct", "source": "mailNickname"}])
+    [failure] = s.apply(group_changed(mailNickname="sales:emea"))
+    [other] = s.apply(group_changed(NESTED, mailNickname="sales"))
+    assert isinstance(failure, ProvisioningResult)
+    assert (failure.group_id, failure.status) == (GROUP, "failure")
+    assert (failure.error_message or "").startswith("sAMAccountName: sAMAccountName 'sales:emea' contains ':'")
+    assert (other.group_id, other.create_only) == (NESTED, {"sAMAccountName": "sales"})
 
 
 def test_a_user_arriving_later_re_evaluates_the_groups_containing_it() -> None:
@@ -267,7 +287,7 @@ def test_configured_mappings_route_the_container_and_a_failing_one_is_logged_not
 def test_a_mapping_set_without_container_or_with_a_fixed_attribute_is_refused() -> None:
     with pytest.raises(ValueError, match="parentDistinguishedName: required"):
         GroupMapper({}, {}, None)
-    with pytest.raises(ValueError, match="msDS-ExternalDirectoryObjectId: fixed"):
+    with pytest.raises(ValueError, match=r"mappings\[0\] \(msDS-ExternalDirectoryObjectId\): cannot be mapped: fixed"):
         GroupMapper({"msDS-ExternalDirectoryObjectId": '"x"'}, {}, CONTAINER)
 
 
