@@ -178,6 +178,10 @@ class ProvisioningState:
             )
         if not group.get("provisioned"):
             return None  # never provisioned: nothing in AD to remove
+        if group["removed"] is None and self.scope.unread(group["attributes"]):
+            # A new configuration's filters read attributes this group was not read with yet: it
+            # stays as it is until the full round the new $select triggers brings them.
+            return None
         reason = _absence_reason(group, self._scope_reason(group_id, group))
         if group["removed"] != "deleted" and self.settings.on_soft_delete_or_out_of_scope == "keep":
             return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 
@@ -10,7 +11,7 @@ from processors.mapping import GroupMapper
 from processors.provisioning import ProvisioningState
 from processors.scoping import Scope
 from schemas.changes import GroupChanged, GroupRemoved, MemberRef, UserChanged, UserRemoved
-from schemas.config import ProvisioningSettings, ScopeSettings
+from schemas.config import ProvisioningSettings, ScopeClause, ScopeSettings
 from schemas.desired import UNIVERSAL_SECURITY_GROUP
 from schemas.results import ProvisioningResult
 
@@ -201,6 +202,24 @@ def test_a_group_a_filter_no_longer_matches_leaves_the_scope_with_the_reason() -
         "absent",
         'out of scope: scoping filter: no filter matched (filter 1: displayName REGEX MATCH "^(Sales|Ops)" is false)',
     )
+
+
+def test_a_filter_on_an_attribute_the_group_was_not_read_with_waits_for_it_before_deleting() -> None:
+    extension = "extension_0123456789abcdef0123456789abcdef_WritebackEnabled"
+    writeback = ScopeSettings(filters=[[ScopeClause(attribute=extension, operator="IS TRUE")]])
+    groups: dict[str, Any] = {}
+    before = state()
+    before.groups = groups
+    [created] = before.apply(group_changed())
+    assert created.state == "present"
+
+    # The new configuration: the group's state has no value for the extension, not even null.
+    after = state(scope=writeback)
+    after.groups = groups
+    assert after.reevaluate(NOW) == []
+    # The full round of the new $select reads it (null when Graph has none): then it leaves the scope.
+    [gone] = after.apply(group_changed(**{extension: None}))
+    assert gone.state == "absent" and gone.reason is not None and extension in gone.reason
 
 
 def test_selected_mode_provisions_the_listed_groups_only() -> None:
