@@ -1,4 +1,4 @@
-"""`e2ad expr`: evaluate one mapping expression, or statically check every expression of a configuration."""
+"""`e2ad expr`: evaluate one mapping expression, or statically check every mapping of a configuration."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import NoReturn
 import click
 import yaml
 
-from processors.expressions import IGNORE_FLOW, ExpressionError, check_mappings, compile_expression
+from processors.expressions import IGNORE_FLOW, ExpressionError, compile_expression
+from processors.mapping import MappingProblem, mapping_errors
 
 EXIT_EXPRESSION_ERROR = 2
 
@@ -73,21 +74,26 @@ def eval_command(expression: str, attributes: tuple[str, ...], tokens: tuple[str
 @expr.command("check")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def check_command(file: Path) -> None:
-    """Statically check every expression under `mappings:` in the YAML configuration FILE."""
+    """Statically check every mapping under `mappings:` in the YAML configuration FILE, as its load does."""
     try:
         document = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         _fail(f"{file}: not valid YAML: {exc}")
-    mappings, tokens = document.get("mappings"), document.get("tokens") or {}
-    if not isinstance(mappings, dict) or not isinstance(tokens, dict):
-        _fail(f"{file}: expected a top-level 'mappings:' dict (target attribute → expression) and optional 'tokens:'")
-    not_text = [str(name) for name, text in mappings.items() if not isinstance(text, str)]
-    errors = [f"{name}: the expression must be a string" for name in not_text]
-    texts = {str(name): text for name, text in mappings.items() if isinstance(text, str)}
-    errors += [
-        _show_error(texts[error.attribute or ""], error)
-        for error in check_mappings(texts, tokens={str(k): str(v) for k, v in tokens.items()})
-    ]
-    if errors:
-        _fail("\n".join(errors) + f"\n{len(errors)} error(s) in {file}")
-    click.echo(f"{file}: {len(mappings)} mapping(s) OK")
+    if (
+        not isinstance(document, dict)
+        or "mappings" not in document
+        or not isinstance(tokens := document.get("tokens") or {}, dict)
+    ):
+        _fail(f"{file}: expected a top-level 'mappings:' (rules, or target → expression) and optional 'tokens:'")
+    mappings = document.get("mappings")
+    problems = mapping_errors(mappings, {str(k): str(v) for k, v in tokens.items()})
+    if problems:
+        shown = [_show_problem(problem) for problem in problems]
+        _fail("\n".join(shown) + f"\n{len(problems)} error(s) in {file}")
+    click.echo(f"{file}: {len(mappings or ())} mapping(s) OK")
+
+
+def _show_problem(problem: MappingProblem) -> str:
+    if problem.expression is None or problem.position is None:
+        return str(problem)
+    return f"{problem}\n  {problem.expression}\n  {' ' * problem.position}^"

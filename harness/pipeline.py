@@ -70,7 +70,9 @@ def _flatten(model: BaseModel, prefix: str, env: dict[str, str]) -> None:
             if value:
                 env[key] = json.dumps(value)
         elif isinstance(value, list):
-            env[key] = json.dumps(value, default=str)  # JSON, as the settings read a list: not ['a'], Python's
+            # JSON, as the settings read a list: not ['a'], Python's; a model (a mapping rule) as its fields.
+            items = [item.model_dump(mode="json") if isinstance(item, BaseModel) else item for item in value]
+            env[key] = json.dumps(items, default=str)
         elif value is not None:
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()

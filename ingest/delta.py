@@ -33,23 +33,13 @@ from schemas import topics
 from schemas.active import ActiveConfiguration
 from schemas.changes import ChangeRecord, DeltaCursor, GroupChanged, GroupRemoved, MemberRef, UserChanged, UserRemoved
 from schemas.config import KafkaSettings
+from schemas.graph import GROUP_SELECT
 
 log = logging.getLogger(__name__)
 
 DeltaResource = Literal["users", "groups"]
 # Users first: a groups round can then resolve its members against users already published.
 RESOURCES: tuple[DeltaResource, ...] = ("users", "groups")
-GROUP_SELECT = [
-    "id",
-    "displayName",
-    "description",
-    "securityEnabled",
-    "mailEnabled",
-    "mailNickname",
-    "groupTypes",
-    "onPremisesSyncEnabled",
-    "members",
-]
 USER_SELECT = [
     "id",
     "displayName",
@@ -124,9 +114,16 @@ def normalise(
     full_round: bool,
     observed_at: dt.datetime,
     round_from: str | None = None,
+    selected: Sequence[str] = (),
 ) -> list[ChangeRecord]:
-    """Change records for a round's merged items (see schemas.changes)."""
+    """Change records for a round's merged items (see schemas.changes).
+
+    An item of a full round is the whole object: an attribute `selected` names that it lacks is
+    null, and its record says so. The processors then tell an attribute Graph has no value for
+    from one that was never read (an attribute a new configuration just added to the $select).
+    """
     records: list[ChangeRecord] = []
+    unread = dict.fromkeys(name for name in selected if name not in ("id", "members")) if full_round else {}
     stamp = {"observed_at": observed_at, "full_round": full_round, "round_from": round_from}
     for item in items:
         object_id = str(item["id"])
@@ -143,14 +140,14 @@ def normalise(
                 GroupChanged(
                     id=object_id,
                     **stamp,
-                    attributes=_properties(item),
+                    attributes={**unread, **_properties(item)},
                     members_added=added,
                     members_removed=gone,
                     members_complete=full_round,
                 )
             )
         else:
-            records.append(UserChanged(id=object_id, attributes=_properties(item), **stamp))
+            records.append(UserChanged(id=object_id, attributes={**unread, **_properties(item)}, **stamp))
     return records
 
 
@@ -394,6 +391,7 @@ class DeltaReader:
                 resource,
                 delta_round.items,
                 full_round=delta_round.full_round,
+                selected=select,
                 observed_at=self._clock(),
                 round_from=delta_round.round_from,
             )

@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import MutableMapping
 from typing import Any
 
-from processors.mapping import GroupMapper
+from processors.mapping import GroupMapper, mapping_sources
 from processors.provisioning import ProvisioningState
 from processors.scoping import Scope, filter_attributes
 from schemas.active import ActiveConfiguration
@@ -22,7 +22,7 @@ State = MutableMapping[str, Any]
 
 def graph_group_attributes(job: ProvisioningJob) -> list[str]:
     """Every Graph group attribute the scope filters and the mappings read, for the delta $select."""
-    return sorted(set(filter_attributes(job.scope)))
+    return sorted({*filter_attributes(job.scope), *mapping_sources(job.mappings)})
 
 
 def first_configuration(job: ProvisioningJob, *, changed_by: str, source: str | None) -> ActiveConfiguration:
@@ -54,6 +54,7 @@ def compile_core(
         groups=groups,
         parents=parents,
         paused=active.state != "enabled",
+        on_premises_users=effective.membership.on_premises_users,
     )
 
 

@@ -42,10 +42,13 @@ class ProvisioningState:
         groups: State,
         parents: State,
         paused: bool = False,
+        on_premises_users: bool = True,
     ) -> None:
         # Paused (the configuration disabled): the state follows Graph, no desired state is
         # published; reevaluate() publishes what changed meanwhile once enabled again.
         self.paused = paused
+        # membership.on_premises_users: whether synced users are written as members.
+        self.on_premises_users = on_premises_users
         self.settings = settings
         self.mapper = mapper
         self.scope = scope
@@ -175,6 +178,10 @@ class ProvisioningState:
             )
         if not group.get("provisioned"):
             return None  # never provisioned: nothing in AD to remove
+        if group["removed"] is None and self.scope.unread(group["attributes"]):
+            # A new configuration's filters read attributes this group was not read with yet: it
+            # stays as it is until the full round the new $select triggers brings them.
+            return None
         reason = _absence_reason(group, self._scope_reason(group_id, group))
         if group["removed"] != "deleted" and self.settings.on_soft_delete_or_out_of_scope == "keep":
             return None
@@ -195,6 +202,9 @@ class ProvisioningState:
         skipped: list[SkippedMember] = []
         for member_id, member_type in sorted(members):
             if member_type == "user":
+                if not self.on_premises_users:
+                    skipped.append(SkippedMember(id=member_id, reason="membership.on_premises_users is off"))
+                    continue
                 user = self.users.get(member_id)
                 guid = (user or {}).get("onPremisesObjectIdentifier")
                 if guid:

@@ -39,6 +39,7 @@ from schemas.config import INTEGER, ScopeClause, ScopeSettings, Settings
 from schemas.graph import (
     COMPLEX_GROUP_PROPERTIES,
     GROUP_PROPERTIES,
+    GROUP_SELECT,
     MULTI_VALUED_GROUP_PROPERTIES,
     is_directory_extension,
 )
@@ -98,6 +99,16 @@ class Scope:
             raise ValueError("; ".join(problems))
         self._filters = filters
         self._selected = frozenset(settings.groups) if settings.mode == "selected" else None
+        # Attributes ingest reads only because a filter names them: a group may not have been read with them yet.
+        self._added = [name for name in filter_attributes(settings) if name not in GROUP_SELECT]
+
+    def unread(self, attributes: Mapping[str, Any]) -> list[str]:
+        """The attributes the filters read that Graph has not sent for this group yet (not even as null).
+
+        Right after a configuration adds them to the delta $select, until the full round that
+        change triggers has read the group again: its scope cannot be decided from them.
+        """
+        return [name for name in self._added if name not in attributes]
 
     def decide(self, group_id: str, attributes: Mapping[str, Any]) -> ScopeDecision:
         """In or out of scope, and why: the reason of an out-of-scope decision names what failed."""

@@ -17,9 +17,11 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 GRAPH_PUBLIC_CLOUD = "https://graph.microsoft.com/v1.0"
 AUTHORITY_PUBLIC_CLOUD = "https://login.microsoftonline.com"
@@ -501,6 +503,105 @@ class NotificationSettings(_Section):
     email: EmailSettings | None = None
 
 
+MappingType = Literal["direct", "constant", "expression"]
+MappingApply = Literal["always", "on_create"]
+# The field of a rule that holds what flows, by the rule's type.
+_MAPPING_FIELDS: dict[str, str] = {"direct": "source", "constant": "value", "expression": "expression"}
+# A pre-Windows 2000 name that followed renames would break what uses it: it flows on create unless told otherwise.
+_ON_CREATE_BY_DEFAULT = frozenset({"samaccountname"})
+_LDAP_ATTRIBUTE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
+
+
+class MappingRule(_Section):
+    """One attribute mapping, as Cloud Sync's mapping screen has it (entra-provisioning.md §2.2)."""
+
+    target: str  # the AD attribute written
+    type: MappingType
+    source: str | None = None  # direct: the Entra attribute copied
+    value: str | None = None  # constant: the text written
+    expression: str | None = None  # expression: in the Entra expression language
+    # always: on create and on every update; on_create: only when the writer creates the group.
+    apply: MappingApply = "always"
+    # Used when the source (or the expression) is null, on create only, as in Cloud Sync.
+    default: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_by_target(cls, data: object) -> object:
+        if isinstance(data, dict) and "apply" not in data:
+            target = data.get("target")
+            if isinstance(target, str) and target.casefold() in _ON_CREATE_BY_DEFAULT:
+                return {**data, "apply": "on_create"}
+        return data
+
+    @field_validator("target")
+    @classmethod
+    def _attribute_name(cls, value: str) -> str:
+        if not _LDAP_ATTRIBUTE.match(value):
+            raise ValueError(f"{value!r} is not an LDAP attribute name (a letter, then letters, digits and -)")
+        return value
+
+    @model_validator(mode="after")
+    def _fields_fit_type(self) -> MappingRule:
+        wanted = _MAPPING_FIELDS[self.type]
+        if getattr(self, wanted) is None:
+            raise ValueError(f"type {self.type} needs {wanted}")
+        others = [name for name in _MAPPING_FIELDS.values() if name != wanted and getattr(self, name) is not None]
+        if others:
+            raise ValueError(f"type {self.type} takes {wanted}, not {' or '.join(others)}")
+        if self.type == "constant" and self.default is not None:
+            raise ValueError("type constant is never null: default does not apply")
+        return self
+
+
+def mapping_label(index: int, target: object = None) -> str:
+    """How errors name a mapping: its position in the configuration's list, and its target."""
+    return f"mappings[{index}] ({target})" if isinstance(target, str) and target else f"mappings[{index}]"
+
+
+def parse_mappings(value: object) -> tuple[dict[int, MappingRule], list[str]]:
+    """The rules of a `mappings:` value, by position, and what is wrong with it, each naming the mapping.
+
+    The list form is a list of rules; the older dict form (target → expression) means one
+    expression rule per entry, in order, with the rules' default `apply`.
+    """
+    if value is None:
+        return {}, []
+    if isinstance(value, dict):
+        items: list[object] = [
+            {"target": target, "type": "expression", "expression": text} for target, text in value.items()
+        ]
+    elif isinstance(value, list):
+        items = value
+    else:
+        return {}, [f"mappings: expected a list of rules or a dict of target → expression, not {type(value).__name__}"]
+    rules: dict[int, MappingRule] = {}
+    problems: list[str] = []
+    for index, item in enumerate(items):
+        target = (
+            item.target if isinstance(item, MappingRule) else item.get("target") if isinstance(item, dict) else None
+        )
+        try:
+            rules[index] = MappingRule.model_validate(item)
+        except ValidationError as exc:
+            problems += [f"{mapping_label(index, target)}: {_rule_problem(error)}" for error in exc.errors()]
+    first: dict[str, int] = {}
+    for index, rule in rules.items():
+        # LDAP attribute names are case-insensitive: description and Description are one attribute.
+        earlier = first.setdefault(rule.target.casefold(), index)
+        if earlier != index:
+            problems.append(
+                f"{mapping_label(index, rule.target)}: {rule.target} is mapped twice (also mappings[{earlier}])"
+            )
+    return rules, problems
+
+
+def _rule_problem(error: ErrorDetails) -> str:
+    where = ".".join(str(part) for part in error["loc"])
+    message = str(error["ctx"]["error"]) if error["type"] == "value_error" else error["msg"]
+    return f"{where}: {message}" if where else message
+
+
 class ProvisioningJob(_Section):
     """The provisioning configuration: what `e2ad config apply` publishes to e2ad.config and stages follow live.
 
@@ -509,15 +610,26 @@ class ProvisioningJob(_Section):
     """
 
     scope: ScopeSettings = Field(default_factory=ScopeSettings)
-    # Target AD attribute → Entra expression, over Cloud Sync's defaults (parentDistinguishedName
-    # maps the container, e.g. with Switch([displayName], …)); checked when the file is loaded.
-    mappings: dict[str, str] = Field(default_factory=dict)
+    # Rules over Cloud Sync's defaults, each replacing the default of its target
+    # (parentDistinguishedName maps the container, e.g. with Switch([displayName], …)); the dict form
+    # (target → expression) is accepted too. The expressions and sources are checked when the file
+    # is loaded (processors/mapping.py), the rules' shape here.
+    mappings: list[MappingRule] = Field(default_factory=list)
     membership: MembershipSettings = Field(default_factory=MembershipSettings)
     tokens: dict[str, str] = Field(default_factory=dict)  # values of %Token% placeholders
     provisioning: ProvisioningSettings = Field(default_factory=ProvisioningSettings)
 
-    # From E2AD_MAPPINGS / E2AD_TOKENS as a JSON object: attribute names keep their case.
-    _maps_from_environment = field_validator("mappings", "tokens", mode="before")(_json_from_environment)
+    # From E2AD_TOKENS as a JSON object: names keep their case.
+    _maps_from_environment = field_validator("tokens", mode="before")(_json_from_environment)
+
+    @field_validator("mappings", mode="before")
+    @classmethod
+    def _mapping_rules(cls, value: object) -> object:
+        # From E2AD_MAPPINGS as JSON, in either form; every problem is reported, each naming its mapping.
+        rules, problems = parse_mappings(_json_from_environment(value))
+        if problems:
+            raise PydanticCustomError("mappings", "{problems}", {"problems": "; ".join(problems)})
+        return list(rules.values())
 
 
 JOB_SECTIONS = tuple(ProvisioningJob.model_fields)

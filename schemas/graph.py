@@ -10,6 +10,20 @@ from __future__ import annotations
 
 import re
 
+# What ingest reads of every group (the groups delta $select), whatever the configuration; it adds
+# the attributes the active configuration's filters and mappings reference (ingest/delta.py).
+GROUP_SELECT = [
+    "id",
+    "displayName",
+    "description",
+    "securityEnabled",
+    "mailEnabled",
+    "mailNickname",
+    "groupTypes",
+    "onPremisesSyncEnabled",
+    "members",
+]
+
 # Collections: Graph returns a JSON array.
 MULTI_VALUED_GROUP_PROPERTIES = frozenset(
     {

@@ -228,7 +228,7 @@ class Directory:
             inline = ()
             result = self._add(target, attributes, inline)
         if result["result"] == ENTRY_ALREADY_EXISTS:
-            self._raise_conflict(target, attributes.get(ANCHOR_ATTRIBUTE), result)
+            self._raise_conflict(target, attributes.get(ANCHOR_ATTRIBUTE), result, attributes.get("sAMAccountName"))
         _check(result, "create", target)
         applied.created = target
         applied.done.append(f"created {target}")
@@ -242,9 +242,12 @@ class Directory:
             values["member"] = list(members)
         return self._call("add", target, lambda c: c.add(target, attributes["objectClass"], values))
 
-    def _raise_conflict(self, target: str, anchor: str | None, result: Mapping[str, Any]) -> None:
+    def _raise_conflict(
+        self, target: str, anchor: str | None, result: Mapping[str, Any], sam_account_name: object = None
+    ) -> None:
         """entryAlreadyExists: name the object in the way when it is not ours, say so when it is ours
-        (another writer's, WrittenMeanwhile), else report AD's reason."""
+        (another writer's, WrittenMeanwhile), name the holder of the sAMAccountName a create collided
+        with, else report AD's reason."""
         entries = self._search(target, "(objectClass=*)", [ANCHOR_ATTRIBUTE], ldap3.BASE, what=target)
         if entries:
             theirs = _single(entries[0]["attributes"].get(ANCHOR_ATTRIBUTE))
@@ -258,7 +261,24 @@ class Directory:
             raise WrittenMeanwhile(
                 f"{target} got the anchor {anchor} from another writer", code=ENTRY_ALREADY_EXISTS, dn=target
             )
-        # Nothing at the DN: another unique value collided, e.g. the sAMAccountName.
+        # Nothing at the DN: another unique value collided. The sAMAccountName is unique in the domain
+        # (AD enforces it), and a mapping can give two groups the same one: name it and who has it.
+        if isinstance(sam_account_name, str):
+            holders = self._search(
+                self.base_dn,
+                f"(sAMAccountName={escape_filter_chars(sam_account_name)})",
+                ["objectGUID"],
+                ldap3.SUBTREE,
+                what=f"the holder of sAMAccountName {sam_account_name}",
+            )
+            if holders:
+                raise ObjectError(
+                    f"create {target} failed: sAMAccountName {sam_account_name!r} is already used in the domain "
+                    f"by {dns.strip_extended(holders[0]['dn'])}; AD requires it unique: map sAMAccountName "
+                    f"to a value unique per group ({_describe(result)})",
+                    code=ENTRY_ALREADY_EXISTS,
+                    dn=target,
+                )
         _check(result, "create or rename", target)
 
     def _recheck_anchor(self, target: str, current: AdGroup) -> None:

@@ -22,9 +22,10 @@ from aiohttp import web
 
 from harness.standin.odata import GraphError
 from harness.standin.subscriptions import Delivery, SubscriptionService
-from harness.standin.tenant import Mutation, Resource, Tenant, UnknownObject, is_directory_extension
+from harness.standin.tenant import Mutation, Resource, Tenant, UnknownObject
 from harness.standin.tls import make_test_ca
 from schemas.config import GraphSettings
+from schemas.graph import is_directory_extension
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TOKEN_LIFETIME = 3599

@@ -9,12 +9,13 @@ change notifications.
 from __future__ import annotations
 
 import itertools
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from schemas.graph import is_directory_extension
 
 Resource = Literal["groups", "users"]
 RemovedReason = Literal["changed", "deleted"]
@@ -50,7 +51,6 @@ GROUP_PROPERTIES = frozenset(
 )
 # A directory extension property, as Graph names it: extension_<the owning app's id without hyphens>_<name>
 # (entra-provisioning.md §1.3). Any object may carry one; Graph returns it only when $select names it.
-DIRECTORY_EXTENSION = re.compile(r"extension_[0-9a-f]{32}_[A-Za-z0-9_]+")
 ODATA_TYPE = {"users": "#microsoft.graph.user", "groups": "#microsoft.graph.group"}
 
 
@@ -322,10 +322,6 @@ def _member_item(member_id: str, member_type: Resource, present: bool = True) ->
     if not present:
         item["@removed"] = {"reason": "deleted"}
     return item
-
-
-def is_directory_extension(name: str) -> bool:
-    return DIRECTORY_EXTENSION.fullmatch(name) is not None
 
 
 def _check_properties(kind: str, properties: Iterable[str], known: frozenset[str]) -> None:

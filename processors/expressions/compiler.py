@@ -44,6 +44,7 @@ from processors.expressions.syntax import (
     Node,
     StringLiteral,
     TokenReference,
+    attributes_in,
 )
 from processors.expressions.values import IGNORE_FLOW, Value, as_text, format_datetime, single
 
@@ -335,3 +336,8 @@ def check_mappings(mappings: Mapping[str, str], *, tokens: Mapping[str, str] | N
     return [
         error.with_attribute(attribute) for attribute, text in mappings.items() for error in _compile(text, tokens)[1]
     ]
+
+
+def referenced_attributes(text: str) -> list[str]:
+    """The source attributes `text` reads, each once, in the order written; raises ExpressionSyntaxError."""
+    return list(dict.fromkeys(attributes_in(parse(text))))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 
@@ -73,3 +74,16 @@ class BinaryOperation:
 
 Literal = StringLiteral | IntegerLiteral | BooleanLiteral | EnumLiteral
 Node = Literal | Attribute | TokenReference | Missing | Call | BinaryOperation
+
+
+def attributes_in(node: Node) -> Iterator[str]:
+    """The names of every `[attribute]` in the tree, in the order written."""
+    match node:
+        case Attribute():
+            yield node.name
+        case Call():
+            for argument in node.arguments:
+                yield from attributes_in(argument)
+        case BinaryOperation():
+            yield from attributes_in(node.left)
+            yield from attributes_in(node.right)

@@ -107,9 +107,9 @@ def test_mapping_expressions_are_checked_when_the_configuration_loads(tmp_path: 
     with pytest.raises(ConfigError) as caught:
         load_settings(config, environ={})
     message = str(caught.value)
-    assert "mappings.adminDescription: fixed" in message
-    assert "mappings.description:" in message
-    assert "mappings.info:" in message and "Nope" in message
+    assert "mappings[2] (adminDescription): cannot be mapped: fixed" in message
+    assert "mappings[0] (description):" in message
+    assert "mappings[1] (info):" in message and "Nope" in message
 
 
 def test_e2ad_config_names_the_file_and_is_no_setting(tmp_path: Path) -> None:
@@ -170,7 +170,10 @@ def test_variables_name_sections_and_collections_as_json(tmp_path: Path) -> None
         }
     )
     assert (settings.kafka.partitions, settings.kafka.client_id) == (3, "from-variable")
-    assert settings.mappings == {"extensionAttribute1": "[displayName]"}  # keys keep their case
+    # The dict form is one expression rule per key; attribute names keep their case.
+    assert [(rule.target, rule.type, rule.expression) for rule in settings.mappings] == [
+        ("extensionAttribute1", "expression", "[displayName]")
+    ]
     assert settings.writer.quarantine_retry_seconds == [1.0, 2.0]
 
 

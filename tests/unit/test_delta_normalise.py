@@ -139,6 +139,18 @@ def test_a_directory_extension_the_round_selected_reaches_the_group_change() -> 
     assert record.attributes == {"displayName": "Sales", WRITEBACK_ENABLED: True}
 
 
+def test_a_full_round_item_lacking_a_selected_attribute_has_it_as_null_a_token_round_item_does_not() -> None:
+    items = [{"id": "g1", "displayName": "Sales"}]
+    selected = ["id", "displayName", "description", WRITEBACK_ENABLED, "members"]
+
+    (full,) = normalise("groups", items, full_round=True, observed_at=NOW, selected=selected)
+    (changed,) = normalise("groups", items, full_round=False, observed_at=NOW, selected=selected)
+
+    assert isinstance(full, GroupChanged) and isinstance(changed, GroupChanged)
+    assert full.attributes == {"displayName": "Sales", "description": None, WRITEBACK_ENABLED: None}
+    assert changed.attributes == {"displayName": "Sales"}  # absent there means unchanged
+
+
 def test_the_group_select_adds_the_configurations_attributes_once_each_after_ingests_own() -> None:
     active = active_configuration(graph_group_attributes=[WRITEBACK_ENABLED, "displayName", "classification"])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 
@@ -10,7 +11,7 @@ from processors.mapping import GroupMapper
 from processors.provisioning import ProvisioningState
 from processors.scoping import Scope
 from schemas.changes import GroupChanged, GroupRemoved, MemberRef, UserChanged, UserRemoved
-from schemas.config import ProvisioningSettings, ScopeSettings
+from schemas.config import ProvisioningSettings, ScopeClause, ScopeSettings
 from schemas.desired import UNIVERSAL_SECURITY_GROUP
 from schemas.results import ProvisioningResult
 
@@ -22,15 +23,16 @@ SECURITY = {"securityEnabled": True, "mailEnabled": False, "onPremisesSyncEnable
 
 
 def state(
-    mappings: dict[str, str] | None = None, scope: ScopeSettings | None = None, **settings: object
+    mappings: object = None, scope: ScopeSettings | None = None, on_premises_users: bool = True, **settings: object
 ) -> ProvisioningState:
     return ProvisioningState(
         ProvisioningSettings(target_container=CONTAINER, **settings),  # type: ignore[arg-type]
-        GroupMapper(mappings or {}, {}, CONTAINER),
+        GroupMapper(mappings or {}, {}, CONTAINER),  # type: ignore[arg-type]
         Scope(scope or ScopeSettings()),
         users={},
         groups={},
         parents={},
+        on_premises_users=on_premises_users,
     )
 
 
@@ -93,6 +95,25 @@ def test_members_resolve_to_ad_guids_and_cloud_only_users_are_skipped() -> None:
         "u2": "cloud-only user (no onPremisesObjectIdentifier)",
         "d1": "unsupported member type other",
     }
+
+
+def test_without_on_premises_users_user_members_are_skipped_and_nested_groups_still_written() -> None:
+    s = state(on_premises_users=False)
+    s.apply(user("u1", "3c598d5d-0000-4000-8000-000000000001"))
+    s.apply(group_changed(NESTED, displayName="Inner"))
+    [desired] = s.apply(group_changed(members=[MemberRef(id="u1", type="user"), MemberRef(id=NESTED, type="group")]))
+    assert [(m.type, m.id) for m in desired.members] == [("group", NESTED)]
+    assert [(m.id, m.reason) for m in desired.skipped_members] == [("u1", "membership.on_premises_users is off")]
+
+
+def test_an_invalid_sam_account_name_fails_that_group_alone_naming_it() -> None:
+    s = state([{"target": "sAMAccountName", "type": "direct", "source": "mailNickname"}])
+    [failure] = s.apply(group_changed(mailNickname="sales:emea"))
+    [other] = s.apply(group_changed(NESTED, mailNickname="sales"))
+    assert isinstance(failure, ProvisioningResult)
+    assert (failure.group_id, failure.status) == (GROUP, "failure")
+    assert (failure.error_message or "").startswith("sAMAccountName: sAMAccountName 'sales:emea' contains ':'")
+    assert (other.group_id, other.create_only) == (NESTED, {"sAMAccountName": "sales"})
 
 
 def test_a_user_arriving_later_re_evaluates_the_groups_containing_it() -> None:
@@ -183,6 +204,24 @@ def test_a_group_a_filter_no_longer_matches_leaves_the_scope_with_the_reason() -
     )
 
 
+def test_a_filter_on_an_attribute_the_group_was_not_read_with_waits_for_it_before_deleting() -> None:
+    extension = "extension_0123456789abcdef0123456789abcdef_WritebackEnabled"
+    writeback = ScopeSettings(filters=[[ScopeClause(attribute=extension, operator="IS TRUE")]])
+    groups: dict[str, Any] = {}
+    before = state()
+    before.groups = groups
+    [created] = before.apply(group_changed())
+    assert created.state == "present"
+
+    # The new configuration: the group's state has no value for the extension, not even null.
+    after = state(scope=writeback)
+    after.groups = groups
+    assert after.reevaluate(NOW) == []
+    # The full round of the new $select reads it (null when Graph has none): then it leaves the scope.
+    [gone] = after.apply(group_changed(**{extension: None}))
+    assert gone.state == "absent" and gone.reason is not None and extension in gone.reason
+
+
 def test_selected_mode_provisions_the_listed_groups_only() -> None:
     s = state(scope=ScopeSettings(mode="selected", groups=[GROUP.upper()]))
     assert s.apply(group_changed(NESTED)) == []  # never provisioned: nothing to publish
@@ -267,7 +306,7 @@ def test_configured_mappings_route_the_container_and_a_failing_one_is_logged_not
 def test_a_mapping_set_without_container_or_with_a_fixed_attribute_is_refused() -> None:
     with pytest.raises(ValueError, match="parentDistinguishedName: required"):
         GroupMapper({}, {}, None)
-    with pytest.raises(ValueError, match="msDS-ExternalDirectoryObjectId: fixed"):
+    with pytest.raises(ValueError, match=r"mappings\[0\] \(msDS-ExternalDirectoryObjectId\): cannot be mapped: fixed"):
         GroupMapper({"msDS-ExternalDirectoryObjectId": '"x"'}, {}, CONTAINER)
 
 

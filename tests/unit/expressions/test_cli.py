@@ -70,8 +70,8 @@ def test_check_reports_every_error_with_its_attribute(tmp_path: Path) -> None:
     )
     code, _, err = run("check", str(config))
     assert code == 2
-    assert "sAMAccountName: Item() argument 2 (index) is 1-based" in err
-    assert "info: unknown function 'Appnd'" in err
+    assert "mappings[1] (sAMAccountName): Item() argument 2 (index) is 1-based" in err
+    assert "mappings[2] (info): unknown function 'Appnd'" in err
     assert "2 error(s)" in err
 
 

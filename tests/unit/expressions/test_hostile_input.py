@@ -34,9 +34,11 @@ def test_a_case_folding_character_in_a_date_is_that_objects_error_not_a_crash() 
 
 
 def test_a_mapping_that_fails_on_a_value_is_that_groups_error() -> None:
-    mapper = GroupMapper({"info": 'FormatDateTime([d], , "d MMMM yyyy", "yyyy-MM-dd")'}, {}, CONTAINER)
+    mapper = GroupMapper({"info": 'FormatDateTime([description], , "d MMMM yyyy", "yyyy-MM-dd")'}, {}, CONTAINER)
     with pytest.raises(MappingError, match=r"^info: "):
-        mapper.map("0f6a3b5c-1111-4000-8000-a1b2c3d4e5f6", {"displayName": "Sales", "d": "3 Augu\u017ft 2020"})
+        mapper.map(
+            "0f6a3b5c-1111-4000-8000-a1b2c3d4e5f6", {"displayName": "Sales", "description": "3 Augu\u017ft 2020"}
+        )
 
 
 def test_any_exception_inside_evaluation_becomes_an_evaluation_error(monkeypatch: pytest.MonkeyPatch) -> None:
