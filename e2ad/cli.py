@@ -177,7 +177,7 @@ def write(ctx: Context) -> None:
 def reconcile(ctx: Context) -> None:
     """Converge AD once to every group's latest desired state (repairs drift made by hand)."""
     from writers.errors import DirectoryUnavailable
-    from writers.sweep import reconcile_all
+    from writers.sweep import NotProvisioning, reconcile_all
 
     settings = ctx.settings()
     configure_logging(settings.log_level, "reconcile")
@@ -185,6 +185,8 @@ def reconcile(ctx: Context) -> None:
         statuses = asyncio.run(one_shot(settings.kafka, lambda: reconcile_all(settings)))
     except DirectoryUnavailable as exc:
         raise click.ClickException(f"AD is unavailable: {exc}") from None
+    except NotProvisioning as exc:
+        raise click.ClickException(str(exc)) from None
     except KafkaUnreachable as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(", ".join(f"{count} {status}" for status, count in sorted(statuses.items())) or "no desired states")

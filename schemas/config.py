@@ -7,7 +7,7 @@ import json
 import re
 from email.headerregistry import HeaderRegistry
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -253,22 +253,6 @@ class ProvisioningSettings(_Section):
 
 
 # Scoping filter operators as Cloud Sync's configuration screen spells them (entra-provisioning.md §1.2).
-SCOPE_OPERATORS = (
-    "EQUALS",
-    "NOT EQUALS",
-    "IS TRUE",
-    "IS FALSE",
-    "IS NULL",
-    "IS NOT NULL",
-    "REGEX MATCH",
-    "NOT REGEX MATCH",
-    "GREATER_THAN",
-    "GREATER_THAN_OR_EQUALS",
-    "INCLUDES",
-    "&",
-    "!&",
-    "ENDS_WITH",
-)
 ScopeOperator = Literal[
     "EQUALS",
     "NOT EQUALS",
@@ -285,6 +269,7 @@ ScopeOperator = Literal[
     "!&",
     "ENDS_WITH",
 ]
+SCOPE_OPERATORS: tuple[str, ...] = get_args(ScopeOperator)
 UNARY_OPERATORS = frozenset({"IS TRUE", "IS FALSE", "IS NULL", "IS NOT NULL"})
 INTEGER_OPERATORS = frozenset({"GREATER_THAN", "GREATER_THAN_OR_EQUALS"})
 _OPERATOR_SPELLINGS = {name.replace("_", " "): name for name in SCOPE_OPERATORS}

@@ -13,6 +13,7 @@ import asyncio
 from collections import Counter
 
 from runtime import kafka
+from runtime.active_config import read_active
 from runtime.names import instance_name
 from schemas import topics
 from schemas.config import Settings
@@ -26,12 +27,26 @@ from writers.sink import DesiredRecord, GroupSink
 SOURCE = f"{topics.AD_DESIRED} (e2ad reconcile)"
 
 
+class NotProvisioning(RuntimeError):
+    """The active configuration is disabled or deleted: nothing may be written to AD."""
+
+
 async def reconcile_all(settings: Settings) -> Counter[str]:
     """Converge every group in ad.desired once; returns how many decisions had which status.
 
     Raises DirectoryUnavailable or BindRejected when AD cannot decide: one pass has no later
-    to retry in. Records left undecided by a quarantine count as "unconverged".
+    to retry in. Records left undecided by a quarantine count as "unconverged". Writes with the
+    active configuration's containers, as the writers do, and refuses (NotProvisioning) while it
+    is disabled or deleted.
     """
+    active = await read_active(settings.kafka)
+    if active is not None:
+        if not active.provisioning or active.job is None:
+            raise NotProvisioning(
+                f"the active configuration (version {active.version}) is {active.state}: nothing is written to AD"
+                " (`e2ad config enable`, or `e2ad config apply FILE`)"
+            )
+        settings = settings.with_job(active.job)
     latest = await kafka.read_latest(settings.kafka, topics.AD_DESIRED)
     records = [DesiredRecord(key, value, SOURCE, partition=None) for key, value in latest.items()]
     producer = kafka.producer(settings.kafka)

@@ -7,11 +7,10 @@ publishes desired states and waits for their provisioning-log records.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import ldap3
 import pytest
-import pytest_asyncio
 
 from processors.mapping import GroupMapper
 from schemas import topics
@@ -37,15 +36,6 @@ from writers.provision import converge
 from writers.reconcile import AdGroup, Plan, member_value
 
 pytestmark = pytest.mark.integration
-
-
-@pytest_asyncio.fixture
-async def writer(kafka_settings: KafkaSettings, ad_settings: AdSettings, test_ou: str) -> AsyncIterator[Harness]:
-    settings = Settings(
-        kafka=kafka_settings, ad=ad_settings, provisioning=ProvisioningSettings(target_container=test_ou)
-    )
-    async with Harness(settings) as harness:
-        yield harness
 
 
 @pytest.fixture

@@ -3,29 +3,16 @@ is enabled, and takes its containers from the latest one published, without a re
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest_asyncio
 
 from runtime import kafka
 from schemas import topics
 from schemas.active import ActiveConfiguration
-from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings
 from schemas.status import WriterStatus
 from tests.active import active_configuration
 from tests.integration.helpers import Harness, committed, desired, metric, read_group
 from tests.integration.stages import publish
 from tests.polling import until
-
-
-@pytest_asyncio.fixture
-async def writer(kafka_settings: KafkaSettings, ad_settings: AdSettings, test_ou: str) -> AsyncIterator[Harness]:
-    # The file's own container is the test OU; the active configurations name OUs below it.
-    settings = Settings(
-        kafka=kafka_settings, ad=ad_settings, provisioning=ProvisioningSettings(target_container=test_ou)
-    )
-    async with Harness(settings) as harness:
-        yield harness
 
 
 @pytest_asyncio.fixture

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 
 from processors.mapping import GroupMapper
-from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings
 from schemas.desired import DesiredGroup
 from tests.integration.helpers import Harness, desired, read_group
 
@@ -19,15 +16,6 @@ RULES = [
     {"target": "sAMAccountName", "type": "direct", "source": "mailNickname"},
     {"target": "info", "type": "constant", "value": "provisioned by e2ad", "apply": "on_create"},
 ]
-
-
-@pytest_asyncio.fixture
-async def writer(kafka_settings: KafkaSettings, ad_settings: AdSettings, test_ou: str) -> AsyncIterator[Harness]:
-    settings = Settings(
-        kafka=kafka_settings, ad=ad_settings, provisioning=ProvisioningSettings(target_container=test_ou)
-    )
-    async with Harness(settings) as harness:
-        yield harness
 
 
 def mapped(mapper: GroupMapper, test_ou: str, group_id: str, **attributes: object) -> DesiredGroup:
