@@ -37,7 +37,6 @@ import yaml
 from harness.pipeline import Pipeline
 from harness.services import free_port
 from harness.standin import running_standin
-from harness.standin.tenant import Tenant
 from runtime.active_config import read_active
 from schemas import topics
 from schemas.active import ActiveConfiguration
@@ -80,10 +79,9 @@ def now() -> dt.datetime:
 
 
 class Live:
-    """The tenant, AD and the pipeline's settings, and the operator's `e2ad config` on them."""
+    """AD, the pipeline's settings and the tenant's group ids, and the operator's `e2ad config` on them."""
 
-    def __init__(self, tenant: Tenant, settings: Settings, ad_admin: Any, ou: str, tmp_path: Path) -> None:
-        self.tenant = tenant
+    def __init__(self, settings: Settings, ad_admin: Any, ou: str, tmp_path: Path) -> None:
         self.settings = settings
         self.ad_admin = ad_admin
         self.ou = ou
@@ -166,7 +164,7 @@ async def test_configuration_changes_converge_ad_while_the_stages_run(
             deletes=DeleteSettings(window_seconds=WINDOW),
             state_dir=tmp_path / "state",
         )
-        live = Live(standin.tenant, settings, ad_admin, test_ou, tmp_path)
+        live = Live(settings, ad_admin, test_ou, tmp_path)
         for name in NAMES:
             extension = {EXTENSION: True} if name == WRITEBACK else {}
             live.ids[name] = standin.tenant.add_group(name, description=f"{name} team", **extension).object_id
