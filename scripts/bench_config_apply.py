@@ -44,6 +44,7 @@ from pipeline_bench import (
     PARTITIONS,
     BenchError,
     bench_ou,
+    cpu_seconds,
     embedded_broker,
     search_all,
     simulated_settings,
@@ -76,6 +77,7 @@ class Phase:
     groups: int
     seconds: float  # from the phase's start to the writer's last result
     first_result: float  # seconds from the start to the writer's first result
+    cpu: dict[str, float]  # CPU seconds each stage and the broker used during the phase
     published: float | None = None  # config: seconds from the command's start to its record on e2ad.config
 
     def line(self) -> str:
@@ -86,7 +88,11 @@ class Phase:
                 f"record on {topics.CONFIG} at +{self.published:.2f} s, {detail};"
                 f" from the record {from_record:.2f} s ({self.groups / from_record:.1f} groups/s)"
             )
-        return f"{self.name:<8} {self.seconds:7.2f} s  {self.groups / self.seconds:6.1f} groups/s  ({detail})"
+        cpu = ", ".join(f"{name} {seconds:.1f}" for name, seconds in self.cpu.items())
+        return (
+            f"{self.name:<8} {self.seconds:7.2f} s  {self.groups / self.seconds:6.1f} groups/s  ({detail})\n"
+            f"{'':<10}CPU s: {cpu}"
+        )
 
 
 class Results:
@@ -130,9 +136,15 @@ class Results:
         return list(done.values())
 
 
-def timed(name: str, started: float, results: list[ProvisioningResult], published: float | None = None) -> Phase:
+def timed(
+    name: str,
+    started: float,
+    results: list[ProvisioningResult],
+    cpu: dict[str, float],
+    published: float | None = None,
+) -> Phase:
     stamps = [r.at.timestamp() for r in results]
-    return Phase(name, len(results), max(stamps) - started, min(stamps) - started, published)
+    return Phase(name, len(results), max(stamps) - started, min(stamps) - started, cpu, published)
 
 
 def verify(ad: AdSettings, ou: str, wanted: dict[str, str]) -> None:
@@ -178,6 +190,13 @@ class Workload:
         self.ids: list[str] = []
         self.entra: dict[str, str] = {}  # group id → its description in Entra
         self.prefix = ""  # what the active description mapping puts before Entra's
+        # The stages' and the broker's pids: their CPU time says what a phase cost even on a machine
+        # shared with other work, which stretches the wall-clock figures.
+        self.pids: dict[str, int] = {}
+
+    def cpu(self, since: dict[str, float] | None = None) -> dict[str, float]:
+        now = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        return {name: seconds - (since or {}).get(name, 0.0) for name, seconds in now.items()}
 
     @property
     def timeout(self) -> float:
@@ -188,6 +207,7 @@ class Workload:
 
     async def initial_sync(self, count: int, results: Results) -> Phase:
         await results.mark()
+        cpu = self.cpu()
         # One block without an await: the stand-in serves one delta round for all of them.
         created = [
             self.standin.tenant.add_group(f"Config bench {n:04d}", description=f"entra {n}") for n in range(count)
@@ -196,17 +216,18 @@ class Workload:
         self.entra = {g: f"entra {n}" for n, g in enumerate(self.ids)}
         done = await results.of_every(set(self.ids), "create", self.timeout)
         await asyncio.to_thread(verify, self.ad, self.ou, self.wanted())
-        return timed("initial", created[0].at, done)
+        return timed("initial", created[0].at, done, self.cpu(cpu))
 
     async def graph(self, run: int, results: Results) -> Phase:
         await results.mark()
+        cpu = self.cpu()
         changes = []
         for n, group_id in enumerate(self.ids):
             self.entra[group_id] = f"graph {run} {n}"
             changes.append(self.standin.tenant.update_group(group_id, description=self.entra[group_id]))
         done = await results.of_every(set(self.ids), "update", self.timeout)
         await asyncio.to_thread(verify, self.ad, self.ou, self.wanted())
-        return timed("graph", changes[0].at, done)
+        return timed("graph", changes[0].at, done, self.cpu(cpu))
 
     async def config(self, run: int, results: Results) -> Phase:
         self.prefix = f"config {run} "
@@ -217,6 +238,7 @@ class Workload:
         }
         path.write_text(yaml.safe_dump(job))
         await results.mark()
+        cpu = self.cpu()
         started = time.time()
         await apply(self.settings, path)
         active = await read_active(self.settings.kafka)
@@ -224,12 +246,12 @@ class Workload:
             raise BenchError(f"{topics.CONFIG} does not hold {path}: {active}")
         done = await results.of_every(set(self.ids), "update", self.timeout)
         await asyncio.to_thread(verify, self.ad, self.ou, self.wanted())
-        return timed("config", started, done, published=active.changed_at.timestamp() - started)
+        return timed("config", started, done, self.cpu(cpu), published=active.changed_at.timestamp() - started)
 
 
 async def bench(args: argparse.Namespace, ad: AdSettings, state_dir: Path) -> None:
     async with (
-        embedded_broker(state_dir / "services") as (kafka_settings, _),
+        embedded_broker(state_dir / "services") as (kafka_settings, broker_pid),
         bench_ou(ad, "bench-config") as ou,
         running_standin() as standin,
     ):
@@ -237,6 +259,9 @@ async def bench(args: argparse.Namespace, ad: AdSettings, state_dir: Path) -> No
         workload = Workload(standin, settings, ad, ou, state_dir)
         async with Pipeline(settings, log_dir=state_dir / "logs") as pipeline, Results(kafka_settings) as results:
             await wait_for_subscriptions(standin)
+            workload.pids = {stage: process.pid for stage, process in pipeline.processes.items()} | {
+                "broker": broker_pid
+            }
             print(workload_line(args))
             print((await workload.initial_sync(args.groups, results)).line())
             for run in range(1, args.runs + 1):

@@ -35,7 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # The benchmarks' shared pieces, next to this script (its directory is on sys.path).
-from pipeline_bench import BenchError, bench_ou, embedded_broker, simulated_settings, wait_for_subscriptions
+from pipeline_bench import (
+    BenchError,
+    bench_ou,
+    cpu_seconds,
+    embedded_broker,
+    simulated_settings,
+    wait_for_subscriptions,
+)
 
 from harness.pipeline import Pipeline
 from harness.services import LocalServices
@@ -47,7 +54,6 @@ from schemas.config import AdSettings, KafkaSettings
 from schemas.results import ProvisioningResult
 from writers.errors import DirectoryUnavailable
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CHANGE_TIMEOUT_SECONDS = 30
 # Changes come at random gaps, so they fall at random points of the consumers' pauses.
 GAP_SECONDS = (0.5, 1.5)
@@ -58,13 +64,6 @@ class Figures:
     cpu_percent: dict[str, float]  # of one core, per process
     latencies: list[float]  # seconds, change in the stand-in → writer's result
     after_read: list[float]  # seconds of those from ingest reading the change (the Kafka stages' part)
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, all its threads."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def percentile(values: list[float], p: float) -> float:

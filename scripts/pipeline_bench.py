@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import secrets
 import sys
 import time
@@ -29,6 +30,7 @@ TREE_DELETE = ("1.2.840.113556.1.4.805", True, None)
 PAGED_RESULTS = "1.2.840.113556.1.4.319"
 PAGE_SIZE = 500  # below Samba's MaxPageSize of 1000
 READY_TIMEOUT_SECONDS = 60
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PARTITIONS = 4
 
 
@@ -77,6 +79,13 @@ def ldap_step(ad: AdSettings, step: Callable[[Any], tuple[Any, dict[str, Any], A
         check(result, what)
     finally:
         close(connection)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, all its threads."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 @contextlib.asynccontextmanager
