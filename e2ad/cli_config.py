@@ -175,7 +175,7 @@ def plan(context: Context, file: Path, as_json: bool, max_deletes: int | None) -
     if as_json:
         click.echo(result.model_dump_json(indent=2))
     else:
-        render(result, Console(highlight=False))
+        render(result, Console(highlight=False, markup=False))
     if result.summary.failed:
         raise click.ClickException(f"{result.summary.failed} group(s) would fail")
     if max_deletes is not None and result.summary.deleted > max_deletes:

@@ -245,7 +245,7 @@ def configuration_plan(
 def render(result: ConfigurationPlan, console: Console) -> None:
     """The plan for a person: one table of the groups, one of the attribute changes, a summary."""
     was = f"version {result.active_version} ({result.active_state}, {result.active_digest})"
-    console.print(f"Plan: {result.file} ({result.digest}) instead of {was}", highlight=False)
+    console.print(f"Plan: {result.file} ({result.digest}) instead of {was}", soft_wrap=True)
     if result.groups:
         groups = Table("ACTION", "GROUP", "DN", "CHANGE", box=box.SIMPLE_HEAD)
         for group in result.groups:
@@ -264,18 +264,18 @@ def render(result: ConfigurationPlan, console: Console) -> None:
     console.print(
         f"{s.created} to create, {s.updated} to update ({s.renamed} renamed, {s.moved} moved), {s.deleted} to delete"
         f" ({s.held} held by the deletion guard), {s.failed} failing, {s.unchanged} unchanged",
-        highlight=False,
+        soft_wrap=True,
     )
     if s.held:
         console.print(
             "the deletion guard stages the held deletes: `e2ad deletes list` shows them once applied,"
             " `e2ad deletes approve|reject` decides",
-            highlight=False,
+            soft_wrap=True,
         )
     if result.active_state == "disabled":
         console.print(
             "the configuration is disabled: nothing changes in AD until `e2ad config enable`, which does the above",
-            highlight=False,
+            soft_wrap=True,
         )
 
 
