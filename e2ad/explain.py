@@ -14,7 +14,7 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from processors.mapping import MappingError
 from processors.provisioning import ProvisioningState
@@ -118,7 +118,14 @@ def _group_lines(facts: Facts, lines: list[tuple[str, str]]) -> tuple[str, str |
 
 
 def render(explanation: Explanation, group_id: str, console: Console) -> None:
-    table = Table(show_header=False, box=box.SIMPLE, title=f"group {group_id}", title_justify="left")
+    table = Table(
+        Column(no_wrap=True),
+        Column(overflow="fold"),
+        show_header=False,
+        box=box.SIMPLE,
+        title=f"group {group_id}",
+        title_justify="left",
+    )
     for what, detail in explanation.lines:
         table.add_row(what, detail)
     console.print(table)
@@ -134,7 +141,7 @@ def _configuration(active: ActiveConfiguration | None) -> str:
 
 def _desired(desired: DesiredGroup | None) -> str:
     if desired is None:
-        return "none: nothing in AD to create or remove"
+        return "none to publish (never provisioned, or its removal was published already)"
     if desired.state == "absent":
         return f"absent ({desired.reason})"
     return f"present: {desired.attributes.get('cn')} in {desired.container}, {len(desired.members)} member(s)"

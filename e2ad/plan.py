@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from rich import box
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from processors.deletion_guard import DeletionGuard, GuardSettings
 from processors.mapping import MappingError
@@ -247,14 +247,23 @@ def render(result: ConfigurationPlan, console: Console) -> None:
     was = f"version {result.active_version} ({result.active_state}, {result.active_digest})"
     console.print(f"Plan: {result.file} ({result.digest}) instead of {was}", soft_wrap=True)
     if result.groups:
-        groups = Table("ACTION", "GROUP", "DN", "CHANGE", box=box.SIMPLE_HEAD)
+        # Ids and DNs are folded, never cut short: an operator copies them into the next command.
+        groups = Table(
+            Column("ACTION", no_wrap=True),
+            Column("GROUP", min_width=36, overflow="fold"),
+            Column("DN", overflow="fold"),
+            Column("CHANGE", overflow="fold"),
+            box=box.SIMPLE_HEAD,
+        )
         for group in result.groups:
             label = f"{group.display_name or '-'}\n{group.group_id}"
             groups.add_row(group.action, label, group.dn or "-", _change(group))
         console.print(groups)
     changes = [(g, a) for g in result.groups if g.action == "update" for a in g.attributes]
     if changes:
-        attributes = Table("GROUP", "ATTRIBUTE", "OLD", "NEW", box=box.SIMPLE_HEAD)
+        attributes = Table(
+            *(Column(name, overflow="fold") for name in ("GROUP", "ATTRIBUTE", "OLD", "NEW")), box=box.SIMPLE_HEAD
+        )
         for group, attribute in changes:
             attributes.add_row(
                 group.display_name or group.group_id, attribute.name, _values(attribute.old), _values(attribute.new)
