@@ -29,7 +29,7 @@ from schemas import topics
 from schemas.active import ACTIVE_KEY, ActiveConfiguration, ConfigurationState, job_digest
 from schemas.config import KafkaSettings, ProvisioningJob, Settings
 from writers.directory import Directory
-from writers.errors import DirectoryUnavailable
+from writers.errors import DirectoryUnavailable, ObjectError
 
 if TYPE_CHECKING:
     from e2ad.cli import Context
@@ -158,7 +158,7 @@ def plan(context: Context, file: Path, as_json: bool, max_deletes: int | None) -
             containers=effective.write_containers,
             now=dt.datetime.now(dt.UTC),
         )
-    except DirectoryUnavailable as exc:
+    except (DirectoryUnavailable, ObjectError) as exc:
         raise click.ClickException(f"AD: {exc}") from None
     finally:
         directory.close()

@@ -31,7 +31,10 @@ if TYPE_CHECKING:
 def explain(context: Context, group_id: str) -> None:
     """Why GROUP_ID is not in AD or not as expected, from the latest state and provisioning log; what fixes it."""
     settings = context.settings()
-    facts = run_once(settings.kafka, lambda: read_facts(settings, group_id.strip()))
+    try:
+        facts = run_once(settings.kafka, lambda: read_facts(settings, group_id.strip()))
+    except ValueError as exc:  # the active configuration does not compile: the processors refuse it too
+        raise click.ClickException(str(exc)) from None
     render(diagnose(facts), facts.group_id, Console(highlight=False, markup=False))
 
 
