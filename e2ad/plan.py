@@ -143,18 +143,20 @@ def plan_groups(
 
 
 def guard_holds(
-    guard_state: Mapping[str, Any], settings: GuardSettings, deletes: Iterable[DesiredGroup], now: dt.datetime
+    guard_state: Mapping[str, Any], settings: GuardSettings, publish: Iterable[DesiredGroup], now: dt.datetime
 ) -> set[str]:
-    """The deletes the deletion guard would stage, fed to a copy of its state as one burst at `now`.
+    """The deletes among `publish` the deletion guard would stage, fed to a copy of its state as one burst at `now`.
 
-    An apply's deletes reach the guard together: the processors evaluate every group at once.
+    An apply's desired states reach the guard together (the processors evaluate every group at
+    once), present ones too: a group coming back drops the delete the guard holds for it.
     """
     guard = DeletionGuard.from_state(dict(guard_state), settings, clock=lambda: now)
-    ids = set()
-    for desired in deletes:
+    deletes = set()
+    for desired in publish:
         guard.decide(desired)
-        ids.add(desired.group_id)
-    return set(guard.staged) & ids
+        if desired.state == "absent":
+            deletes.add(desired.group_id)
+    return set(guard.staged) & deletes
 
 
 def summarise(groups: Sequence[GroupPlan], unchanged: int) -> PlanSummary:
@@ -237,7 +239,7 @@ def configuration_plan(
         default_container=default_container,
         containers=containers,
     )
-    held = guard_holds(guard_state, guard_settings, [s for s in publish if s.state == "absent"], now)
+    held = guard_holds(guard_state, guard_settings, publish, now)
     planned = [g.model_copy(update={"held": g.action == "delete" and g.group_id in held}) for g in planned]
     return ordered([*failed, *planned]), len(core.groups) - len(planned) - len(failed)
 

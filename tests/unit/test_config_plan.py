@@ -119,3 +119,11 @@ def _absent(group_id: str) -> DesiredGroup:
 
 def _known() -> dict[str, object]:
     return {"attributes": {}, "members": {}, "removed": None, "published": None, "provisioned": False}
+
+
+def test_a_group_coming_back_unstages_its_delete_and_a_guard_left_with_nothing_staged_holds_no_more() -> None:
+    tripped = DeletionGuard(GuardSettings(threshold=1), clock=lambda: NOW - dt.timedelta(hours=1))
+    tripped.decide(_absent(OTHER))  # staged: the guard is quarantined
+    back = DesiredGroup(group_id=OTHER, anchor=anchor_of(OTHER), state="present")
+    assert guard_holds(tripped.to_state(), GuardSettings(threshold=100), [back, _absent(GROUP)], NOW) == set()
+    assert guard_holds(tripped.to_state(), GuardSettings(threshold=100), [_absent(GROUP)], NOW) == {GROUP}
