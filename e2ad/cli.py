@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaConnectionError
 from e2ad.cli_check import check
 from e2ad.cli_config import config
 from e2ad.cli_deletes import deletes
+from e2ad.cli_explain import explain
 from e2ad.cli_expr import expr
 from e2ad.cli_quarantine import quarantine
 from e2ad.cli_restart import restart
@@ -200,6 +201,7 @@ main.add_command(quarantine)
 main.add_command(deletes)
 main.add_command(restart)
 main.add_command(config)
+main.add_command(explain)
 
 
 def _harness(module: str) -> ModuleType:

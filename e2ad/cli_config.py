@@ -14,16 +14,22 @@ from typing import TYPE_CHECKING
 
 import click
 import yaml
+from rich.console import Console
 
 from e2ad.control import issued_by, run_once
+from e2ad.plan import ConfigurationPlan, configuration_plan, render, summarise
 from e2ad.settings import load_settings
-from processors.configuration import graph_group_attributes
+from processors.configuration import compile_core, graph_group_attributes
+from processors.deletion_guard import GuardSettings
+from processors.state import ProcessorStore
 from runtime import kafka
 from runtime.active_config import read_active
 from runtime.config import ConfigError
 from schemas import topics
 from schemas.active import ACTIVE_KEY, ActiveConfiguration, ConfigurationState, job_digest
-from schemas.config import KafkaSettings, Settings
+from schemas.config import KafkaSettings, ProvisioningJob, Settings
+from writers.directory import Directory
+from writers.errors import DirectoryUnavailable, ObjectError
 
 if TYPE_CHECKING:
     from e2ad.cli import Context
@@ -88,8 +94,18 @@ def apply(context: Context, file: Path) -> None:
     if active is not None and active.state != "deleted" and active.digest == job_digest(job):
         click.echo(f"unchanged: version {active.version} ({active.state}) is this configuration already")
         return
+    record = _next_configuration(active, file, job)
+    run_once(settings, lambda: _publish(settings, record))
+    line = f"applied {file} as version {record.version} ({record.digest})"
+    if record.state == "disabled":
+        line += ": the configuration is disabled, `e2ad config enable` provisions it"
+    click.echo(line)
+
+
+def _next_configuration(active: ActiveConfiguration | None, file: Path, job: ProvisioningJob) -> ActiveConfiguration:
+    """The record `apply` publishes for FILE: the next version, disabled when the active one is."""
     state: ConfigurationState = "disabled" if active is not None and active.state == "disabled" else "enabled"
-    record = ActiveConfiguration(
+    return ActiveConfiguration(
         version=(active.version if active else 0) + 1,
         state=state,
         changed_at=dt.datetime.now(dt.UTC),
@@ -98,11 +114,79 @@ def apply(context: Context, file: Path) -> None:
         job=job,
         graph_group_attributes=graph_group_attributes(job),
     )
-    run_once(settings, lambda: _publish(settings, record))
-    line = f"applied {file} as version {record.version} ({record.digest})"
-    if state == "disabled":
-        line += ": the configuration is disabled, `e2ad config enable` provisions it"
-    click.echo(line)
+
+
+@config.command("plan")
+@click.argument("file", type=FILE)
+@click.option("--json", "as_json", is_flag=True, help="The plan as one JSON object (docs/operations.md).")
+@click.option(
+    "--max-deletes", type=click.IntRange(min=0), default=None, help="More deletes than this are an error (exit 1)."
+)
+@click.pass_obj
+def plan(context: Context, file: Path, as_json: bool, max_deletes: int | None) -> None:
+    """What applying FILE would do in AD, from the processors' state and one AD read; changes nothing.
+
+    Exit 0: no change, 2: changes, 1: errors (a group that would fail, more deletes than --max-deletes).
+    """
+    file_settings = _load(file)
+    # How to reach Kafka and AD, and the deletion guard's settings: --config's when given, else FILE's.
+    settings = context.settings() if context.config_path is not None else file_settings
+    active, latest = run_once(settings.kafka, lambda: _pipeline_state(settings.kafka))
+    if active is None or active.job is None:
+        why = " (the active one is deleted: the state is forgotten, an apply runs a full delta round)" if active else ""
+        raise click.ClickException(f"no configuration to plan against on {topics.CONFIG}{why}")
+    store = ProcessorStore()
+    store.load(latest)
+    proposed = _next_configuration(active, file, file_settings.job)
+    try:
+        # Copies: the plan must not touch the state it reads, even in memory.
+        core = compile_core(
+            settings, proposed, users=dict(store.users), groups=dict(store.groups), parents=dict(store.parents)
+        )
+        directory = Directory(settings.ad)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    effective = settings.with_job(proposed.job).provisioning  # type: ignore[arg-type]  # FILE's job is set
+    try:
+        directory.open()
+        groups, unchanged = configuration_plan(
+            core,
+            store.guard,
+            GuardSettings(settings.deletes.threshold, settings.deletes.window_seconds),
+            directory,
+            default_container=effective.target_container,
+            containers=effective.write_containers,
+            now=dt.datetime.now(dt.UTC),
+        )
+    except (DirectoryUnavailable, ObjectError) as exc:
+        raise click.ClickException(f"AD: {exc}") from None
+    finally:
+        directory.close()
+    result = ConfigurationPlan(
+        file=str(file),
+        digest=proposed.digest,
+        active_version=active.version,
+        active_digest=active.digest,
+        active_state=active.state,
+        changes=bool(groups),
+        summary=summarise(groups, unchanged),
+        groups=groups,
+    )
+    if as_json:
+        click.echo(result.model_dump_json(indent=2))
+    else:
+        render(result, Console(highlight=False, markup=False))
+    if result.summary.failed:
+        raise click.ClickException(f"{result.summary.failed} group(s) would fail")
+    if max_deletes is not None and result.summary.deleted > max_deletes:
+        raise click.ClickException(f"{result.summary.deleted} deletes, more than --max-deletes {max_deletes}")
+    if result.changes:
+        click.get_current_context().exit(2)
+
+
+async def _pipeline_state(settings: KafkaSettings) -> tuple[ActiveConfiguration | None, dict[bytes, bytes]]:
+    """The active configuration and processors.state read to its end (never written back)."""
+    return await read_active(settings), await kafka.read_latest(settings, topics.PROCESSORS_STATE)
 
 
 @config.command("show")

@@ -145,20 +145,35 @@ class ProvisioningState:
             and self.scope.decide(group_id, group["attributes"]).in_scope
         )
 
-    def _evaluate(self, group_id: str, observed_at: Any) -> Decision | None:
+    def desired(self, group_id: str) -> DesiredGroup | None:
+        """The group's desired state under this configuration, whether or not it was published already.
+
+        None when there is nothing to publish for it (unknown; out of scope and never provisioned;
+        kept). Raises MappingError when its mappings fail. Changes nothing, and ignores `paused`:
+        `e2ad config plan` asks it what a configuration would publish.
+        """
         group = self.groups.get(group_id)
-        if group is None or self.paused:
+        return None if group is None else self._desired(group_id, group)
+
+    def is_published(self, group_id: str, desired: DesiredGroup) -> bool:
+        """Whether this desired state is the one last published for the group: it is not published again."""
+        group = self.groups.get(group_id)
+        return group is not None and _fingerprint(desired) == group.get("published")
+
+    def _evaluate(self, group_id: str, observed_at: Any) -> Decision | None:
+        if self.paused:
             return None
         try:
-            desired = self._desired(group_id, group)
+            desired = self.desired(group_id)
         except MappingError as exc:
             return _mapping_failure(group_id, str(exc), observed_at)
-        if desired is None:
+        if desired is None or self.is_published(group_id, desired):
             return None
-        fingerprint = _fingerprint(desired)
-        if fingerprint == group.get("published"):
-            return None
-        self.groups[group_id] = {**group, "published": fingerprint, "provisioned": desired.state == "present"}
+        self.groups[group_id] = {
+            **self.groups[group_id],
+            "published": _fingerprint(desired),
+            "provisioned": desired.state == "present",
+        }
         return desired.model_copy(update={"source_changed_at": observed_at})
 
     def _desired(self, group_id: str, group: dict[str, Any]) -> DesiredGroup | None:
