@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,7 +28,7 @@ from runtime.active_config import read_active
 from runtime.config import ConfigError
 from schemas import topics
 from schemas.active import ACTIVE_KEY, ActiveConfiguration, ConfigurationState, job_digest
-from schemas.config import KafkaSettings, ProvisioningJob, Settings
+from schemas.config import JOB_SECTIONS, KafkaSettings, ProvisioningJob, Settings
 from writers.directory import Directory
 from writers.errors import DirectoryUnavailable, ObjectError
 
@@ -43,10 +44,26 @@ def config() -> None:
 
 
 def _load(file: Path) -> Settings:
+    """FILE as the stages load it, except that its provisioning sections are taken as written.
+
+    An E2AD_SCOPE__…, E2AD_MAPPINGS or E2AD_PROVISIONING__… variable in the operator's shell (a
+    stage's container sets some) would otherwise change what is validated, planned or applied
+    without FILE saying so: such variables are left out, and named.
+    """
+    prefixes = tuple(f"E2AD_{section.upper()}" for section in JOB_SECTIONS)
+    ignored = sorted(name for name in os.environ if name.startswith(prefixes) and _names_section(name, prefixes))
+    if ignored:
+        click.echo(f"ignored {', '.join(ignored)}: {file}'s provisioning sections are taken as written", err=True)
+    environ = {name: value for name, value in os.environ.items() if name not in ignored}
     try:
-        return load_settings(file)
+        return load_settings(file, environ)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _names_section(name: str, prefixes: tuple[str, ...]) -> bool:
+    """E2AD_MAPPINGS or E2AD_SCOPE__MODE, not a longer name that merely starts the same."""
+    return any(name == prefix or name.startswith(prefix + "__") for prefix in prefixes)
 
 
 def _kafka(context: Context, file_settings: Settings | None = None) -> KafkaSettings:

@@ -104,3 +104,21 @@ def test_config_validate_exits_1_naming_the_field_and_0_for_a_valid_file(tmp_pat
     assert "scope.groups is empty with scope.mode selected" in refused.output
     assert accepted.exit_code == 0, accepted.output
     assert f"{good}: valid" in accepted.output
+
+
+def test_config_commands_take_the_files_provisioning_sections_as_written_and_name_the_variables_left_out(
+    tmp_path: Path,
+) -> None:
+    selected = tmp_path / "selected.yaml"
+    selected.write_text(
+        yaml.safe_dump(
+            {"scope": {"mode": "selected", "groups": [GROUP]}, "provisioning": {"target_container": CONTAINER}}
+        )
+    )
+    shell = {"E2AD_SCOPE__MODE": "all", "E2AD_SCOPE__GROUPS": "[]"}
+
+    result = CliRunner().invoke(main, ["config", "validate", str(selected)], env=shell)
+
+    assert result.exit_code == 0, result.output
+    assert "scope selected with 0 filter(s)" in result.output  # not the shell's mode all
+    assert "ignored E2AD_SCOPE__GROUPS, E2AD_SCOPE__MODE:" in result.output
