@@ -20,6 +20,7 @@ from msgraph.generated.groups.item.group_item_request_builder import GroupItemRe
 from msgraph.generated.groups.item.members.members_request_builder import MembersRequestBuilder
 
 from ingest.delta import USER_SELECT, follow, send_page
+from schemas.changes import MemberRef, MemberType
 
 NOT_FOUND = 404
 MEMBERS_PAGE = 999  # Graph's largest page of a members list: a 1,000-member group in two requests
@@ -33,14 +34,17 @@ class GroupRead:
     group: dict[str, Any]  # the group's item: its attributes and members@delta, or @removed
     members: list[dict[str, Any]]  # each member's item, with @odata.type
 
-    def of_type(self, kind: Literal["user", "group"]) -> list[dict[str, Any]]:
+    def of_type(self, kind: MemberType) -> list[dict[str, Any]]:
         """The members of one type, as items of that resource's delta round (without @odata.type)."""
-        suffix = f".{kind}"
         return [
             {name: value for name, value in item.items() if name != "@odata.type"}
             for item in self.members
-            if str(item.get("@odata.type", "")).lower().endswith(suffix)
+            if MemberRef.from_odata(item).type == kind
         ]
+
+    def member_types(self) -> dict[str, MemberType]:
+        """Each member's type by id: user, group, or other (devices, contacts, service principals)."""
+        return {ref.id: ref.type for ref in map(MemberRef.from_odata, self.members)}
 
 
 def member_select(group_select: Sequence[str]) -> list[str]:
