@@ -112,7 +112,9 @@ async def provision(
         assert outcome.evaluation.desired is not None
         statuses = await _apply(job_settings, outcome.evaluation.desired)
         result = result.model_copy(update={"applied": report.Applied(statuses=dict(statuses))})
-        code = 1 if set(statuses) - {"success", "skipped"} else 0
+        # As `e2ad reconcile`: a group the writer could not converge fails the command; a warning
+        # (a nested group not in AD yet, which the group then waits for) does not.
+        code = 1 if any(statuses.get(status) for status in ("failure", "unconverged", "unusable")) else 0
     total = (time.perf_counter() - started) * 1000
     timings = {"graph": round(graph_ms, 1), "ad": round(ad_ms, 1), "total": round(total, 1)}
     return result.model_copy(update={"timings_ms": timings}), code
@@ -242,7 +244,6 @@ def _report(
     group_id: str,
     read: GroupRead,
     used: report.ConfigurationUsed,
-    evaluation: Evaluation,
     outcome: Outcome,
     *,
     dry_run: bool,
