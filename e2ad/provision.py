@@ -22,6 +22,7 @@ from azure.core.credentials_async import AsyncTokenCredential
 from e2ad import provision_report as report
 from ingest.delta import USER_SELECT, group_select, normalise
 from ingest.graph_client import build_credential, build_graph_client, close_graph_client
+from ingest.graph_transport import GraphTransport
 from ingest.group_read import GroupRead, read_group
 from processors.configuration import compile_core, first_configuration
 from processors.provisioning import ProvisioningState
@@ -87,9 +88,9 @@ async def provision(
     effective, used = _configuration(settings, active)
     job = effective.job
     assert job is not None  # _configuration falls back on the file's
-    select = [name for name in group_select(effective) if name != "members"]  # members: read on their own
+    select = group_attributes(effective)
     fetched = time.perf_counter()
-    read = await _read_graph(settings, group_id, select, credential)
+    read = await read_from_graph(settings, group_id, select, credential)
     graph_ms = (time.perf_counter() - fetched) * 1000
 
     try:
@@ -133,11 +134,18 @@ def _configuration(
     return first, report.ConfigurationUsed(version=None, state=state, source="file")
 
 
-async def _read_graph(
-    settings: Settings, group_id: str, select: list[str], credential: AsyncTokenCredential | None
+def group_attributes(active: ActiveConfiguration) -> list[str]:
+    """Ingest's group $select for this configuration, but members: read on their own, with their attributes."""
+    return [name for name in group_select(active) if name != "members"]
+
+
+async def read_from_graph(
+    settings: Settings, group_id: str, select: list[str], credential: AsyncTokenCredential | None = None
 ) -> GroupRead:
-    credential = credential or build_credential(settings.graph)
-    client = build_graph_client(credential, settings.graph)
+    """The group and its members, with a client of its own (one transport: its CAs are loaded once)."""
+    transport = GraphTransport.from_settings(settings.graph)
+    credential = credential or build_credential(settings.graph, transport)
+    client = build_graph_client(credential, settings.graph, transport=transport)
     try:
         return await read_group(client, group_id, select)
     finally:

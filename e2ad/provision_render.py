@@ -22,7 +22,8 @@ def render(report: ProvisionReport, console: Console) -> None:
         if config.source == "e2ad.config"
         else f"this file's configuration (e2ad.config: {config.state})"
     )
-    console.print(f"[bold]Provision {name}[/bold] {report.group_id}: {mode}; {source}")
+    console.print(f"[bold]Provision {name}[/bold] {report.group_id}: {mode}")
+    console.print(f"with the {source}")
     _import(report, console)
     _scope(report, console)
     _match(report, console)
