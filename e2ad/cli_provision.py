@@ -8,6 +8,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 import click
+from azure.core.exceptions import AzureError
 from kiota_abstractions.api_error import APIError
 from rich.console import Console
 
@@ -40,14 +41,14 @@ def provision(context: Context, group_id: str, apply_: bool, as_json: bool) -> N
         raise click.BadParameter(f"{group_id!r} is not an Entra object id (a GUID)", param_hint="GROUP_ID") from None
     settings = context.settings()
     configure_logging("WARNING", "provision")  # the writer's own lines on stderr stay out of the report
-    console = Console(soft_wrap=False)
+    console = Console(soft_wrap=True)  # long DNs stay on one line, for copying
     try:
         report, code = asyncio.run(one_shot(settings.kafka, lambda: provision_group(settings, group_id, apply=apply_)))
     except ApplyRefused as exc:
         raise click.ClickException(f"not applied: {exc}") from None
     except (ProvisionError, KafkaUnreachable, GraphNotConfigured) as exc:
         raise click.ClickException(str(exc)) from None
-    except APIError as exc:
+    except (APIError, AzureError) as exc:  # Graph's answer, or the token request's
         raise click.ClickException(f"Graph: {describe_graph_error(exc)}") from None
     except (DirectoryUnavailable, BindRejected, ObjectError) as exc:
         raise click.ClickException(f"AD: {exc}") from None

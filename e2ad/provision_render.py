@@ -15,15 +15,15 @@ PASS, FAIL = "pass", "FAIL"
 
 def render(report: ProvisionReport, console: Console) -> None:
     name = report.display_name or "(not in Entra)"
-    mode = "dry run: nothing is written to AD or Kafka (--apply performs it)" if report.dry_run else "--apply"
+    mode = "dry run, nothing is written to AD or Kafka (--apply performs it)" if report.dry_run else "--apply"
     config = report.configuration
     source = (
-        f"active configuration version {config.version} ({config.state})"
+        f"e2ad.config version {config.version} ({config.state})"
         if config.source == "e2ad.config"
-        else f"this file's configuration (e2ad.config: {config.state})"
+        else f"this file's (e2ad.config: {config.state})"
     )
     console.print(f"[bold]Provision {name}[/bold] {report.group_id}: {mode}")
-    console.print(f"with the {source}")
+    console.print(f"configuration: {source}")
     _import(report, console)
     _scope(report, console)
     _match(report, console)
@@ -103,7 +103,8 @@ def _member_table(step: ActionStep) -> Table:
     for label, members in (("add", step.members_to_add), ("remove", step.members_to_remove)):
         for member in members:
             where = member.dn or f"no AD object <GUID={member.object_guid}>"
-            table.add_row(f"{label} {member.type}", _name(member), where)
+            kind = "" if member.type == "unknown" else f" {member.type}"  # only AD has it: removed
+            table.add_row(f"{label}{kind}", _name(member), where)
     for skipped in step.members_skipped:
         table.add_row(f"skip {skipped.type}", skipped.display_name or skipped.id, skipped.reason)
     return table
