@@ -8,18 +8,9 @@ import uuid
 from typing import TYPE_CHECKING
 
 import click
-from azure.core.exceptions import AzureError
-from kiota_abstractions.api_error import APIError
-from rich.console import Console
 
-from e2ad.provision import ApplyRefused, ProvisionError
-from e2ad.provision import provision as provision_group
-from e2ad.provision_render import render
-from ingest.graph_client import GraphNotConfigured, describe_graph_error
 from runtime.logs import configure_logging
 from runtime.outages import KafkaUnreachable, one_shot
-from writers.connection import BindRejected
-from writers.errors import DirectoryUnavailable, ObjectError
 
 if TYPE_CHECKING:
     from e2ad.cli import Context
@@ -39,6 +30,18 @@ def provision(context: Context, group_id: str, apply_: bool, as_json: bool) -> N
         uuid.UUID(group_id)
     except ValueError:
         raise click.BadParameter(f"{group_id!r} is not an Entra object id (a GUID)", param_hint="GROUP_ID") from None
+    # Here, not at the top: every e2ad command imports this module, and the Graph SDK is slow to import.
+    from azure.core.exceptions import AzureError
+    from kiota_abstractions.api_error import APIError
+    from rich.console import Console
+
+    from e2ad.provision import ApplyRefused, ProvisionError
+    from e2ad.provision import provision as provision_group
+    from e2ad.provision_render import render
+    from ingest.graph_client import GraphNotConfigured, describe_graph_error
+    from writers.connection import BindRejected
+    from writers.errors import DirectoryUnavailable, ObjectError
+
     settings = context.settings()
     configure_logging("WARNING", "provision")  # the writer's own lines on stderr stay out of the report
     console = Console(soft_wrap=True)  # long DNs stay on one line, for copying
