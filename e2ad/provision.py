@@ -142,15 +142,17 @@ def group_attributes(active: ActiveConfiguration) -> list[str]:
 async def read_from_graph(
     settings: Settings, group_id: str, select: list[str], credential: AsyncTokenCredential | None = None
 ) -> GroupRead:
-    """The group and its members, with a client of its own (one transport: its CAs are loaded once)."""
+    """The group and its members, with a client of its own (one transport: its CAs are loaded once);
+    without `credential`, one from graph's settings, as ingest builds it."""
     transport = GraphTransport.from_settings(settings.graph)
-    credential = credential or build_credential(settings.graph, transport)
-    client = build_graph_client(credential, settings.graph, transport=transport)
+    own = build_credential(settings.graph, transport) if credential is None else None
+    client = build_graph_client(credential or own, settings.graph, transport=transport)  # type: ignore[arg-type]
     try:
         return await read_group(client, group_id, select)
     finally:
         await close_graph_client(client)
-        await credential.close()
+        if own is not None:  # a credential the caller gave stays the caller's to close
+            await own.close()
 
 
 def _evaluate_and_plan(
