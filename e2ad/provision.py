@@ -145,14 +145,14 @@ async def read_from_graph(
     """The group and its members, with a client of its own (one transport: its CAs are loaded once);
     without `credential`, one from graph's settings, as ingest builds it."""
     transport = GraphTransport.from_settings(settings.graph)
-    own = build_credential(settings.graph, transport) if credential is None else None
-    client = build_graph_client(credential or own, settings.graph, transport=transport)  # type: ignore[arg-type]
+    token_source = build_credential(settings.graph, transport) if credential is None else credential
+    client = build_graph_client(token_source, settings.graph, transport=transport)
     try:
         return await read_group(client, group_id, select)
     finally:
         await close_graph_client(client)
-        if own is not None:  # a credential the caller gave stays the caller's to close
-            await own.close()
+        if credential is None:  # a credential the caller gave stays the caller's to close
+            await token_source.close()
 
 
 def _evaluate_and_plan(
