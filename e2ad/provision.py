@@ -25,6 +25,7 @@ from ingest.graph_client import build_credential, build_graph_client, close_grap
 from ingest.graph_transport import GraphTransport
 from ingest.group_read import GroupRead, read_group
 from processors.configuration import compile_core, first_configuration
+from processors.mapping import MappingError
 from processors.provisioning import ProvisioningState
 from processors.scoping import ScopeTrace
 from runtime.active_config import read_active
@@ -33,7 +34,6 @@ from schemas import topics
 from schemas.active import ActiveConfiguration
 from schemas.config import Settings
 from schemas.desired import DesiredGroup, anchor_of
-from schemas.results import ProvisioningResult
 from writers.directory import Directory, Named, only_group
 from writers.errors import Refused
 from writers.reconcile import AdGroup, Plan, plan
@@ -58,7 +58,7 @@ class Evaluation:
     """What the processors' core decided for the group: a desired state, a mapping failure, or nothing."""
 
     desired: DesiredGroup | None
-    failure: ProvisioningResult | None
+    failure: str | None  # why the mappings fail for the group
     trace: ScopeTrace
     why_nothing: str | None  # when the core publishes nothing: why
 
@@ -97,7 +97,6 @@ async def provision(
         core = compile_core(settings, effective, users={}, groups={}, parents={})
     except ValueError as exc:  # the processors refuse it too: the one before stays in effect there
         raise ProvisionError(f"the processors cannot use this configuration: {exc}") from None
-    core.paused = False  # a disabled configuration: show what enabling it would do (--apply is refused)
     job_settings = settings.with_job(job)
     directory = Directory(settings.ad)
     ad_started = time.perf_counter()
@@ -160,15 +159,15 @@ def _evaluate_and_plan(
 ) -> Outcome:
     """The processors' decision and the writer's plan, with the AD reads they need (blocking: ldap3)."""
     anchor = anchor_of(group_id)
-    decisions = _fold(core, read, select, group_id)
-    found = directory.find_groups([anchor], _managed(decisions))
-    current = only_group(anchor, found)
-    if not decisions and current is not None:
-        # The core publishes a delete only for a group it provisioned; its state here is new, and
-        # the anchor in AD says the group was provisioned.
+    _fold(core, read, select)
+    desired, failure = _desired(core, group_id)
+    current = only_group(anchor, directory.find_groups([anchor], desired.attributes if desired else ()))
+    if desired is None and failure is None and current is not None:
+        # The core deletes only a group it provisioned; its state here is new, and the anchor in
+        # AD says the group was provisioned.
         core.kept(group_id)
-        decisions = [d for d in core.reevaluate(dt.datetime.now(dt.UTC)) if d.group_id == group_id]
-    evaluation = _evaluation(core, read, group_id, decisions, current)
+        desired, failure = _desired(core, group_id)
+    evaluation = _evaluation(core, read, group_id, desired, failure, current)
     decided: Plan | None = None
     refused: str | None = None
     nested: dict[str, uuid.UUID] = {}
@@ -191,33 +190,38 @@ def _evaluate_and_plan(
     return Outcome(evaluation, current, decided, refused, nested, names, _conflict(directory, decided, anchor))
 
 
-def _fold(core: ProvisioningState, read: GroupRead, select: list[str], group_id: str) -> list[Any]:
+def _fold(core: ProvisioningState, read: GroupRead, select: list[str]) -> None:
     """Users and nested groups first, as a delta round publishes users before groups; then the group."""
     now = dt.datetime.now(dt.UTC)
     records = [
         *normalise("users", read.of_type("user"), full_round=True, observed_at=now, selected=USER_SELECT),
         *normalise("groups", read.of_type("group"), full_round=True, observed_at=now, selected=select),
+        *normalise("groups", [read.group], full_round=True, observed_at=now, selected=select),
     ]
     for record in records:
-        core.apply(record)
-    (record,) = normalise("groups", [read.group], full_round=True, observed_at=now, selected=select)
-    return [d for d in core.apply(record) if d.group_id == group_id]
+        core.apply(record)  # what it would publish is asked below, whether published or not
 
 
-def _managed(decisions: list[Any]) -> list[str]:
-    return [name for d in decisions if isinstance(d, DesiredGroup) for name in d.attributes]
+def _desired(core: ProvisioningState, group_id: str) -> tuple[DesiredGroup | None, str | None]:
+    """The processors' desired state for the group, or why its mappings fail."""
+    try:
+        return core.desired(group_id), None
+    except MappingError as exc:
+        return None, str(exc)
 
 
 def _evaluation(
-    core: ProvisioningState, read: GroupRead, group_id: str, decisions: list[Any], current: AdGroup | None
+    core: ProvisioningState,
+    read: GroupRead,
+    group_id: str,
+    desired: DesiredGroup | None,
+    failure: str | None,
+    current: AdGroup | None,
 ) -> Evaluation:
     attributes = {name: value for name, value in read.group.items() if "@" not in name and name != "id"}
     trace = core.scope.trace(group_id, attributes)
-    decision = decisions[0] if decisions else None
-    if isinstance(decision, ProvisioningResult):
-        return Evaluation(None, decision, trace, None)
-    if decision is not None:
-        return Evaluation(decision, None, trace, None)
+    if desired is not None or failure is not None:
+        return Evaluation(desired, failure, trace, None)
     if current is None:
         why = "not in AD, and not provisioned: nothing to do"
     else:
@@ -337,7 +341,7 @@ def _action_step(read: GroupRead, outcome: Outcome) -> report.ActionStep:
         warnings=[],
     )
     if evaluation.failure is not None:
-        message = evaluation.failure.error_message
+        message = evaluation.failure
         return empty.model_copy(update={"reason": "the attribute mapping failed", "error": message})
     if desired is None:
         return empty.model_copy(update={"reason": evaluation.why_nothing})
@@ -448,7 +452,7 @@ def _check_apply(active: ActiveConfiguration | None, outcome: Outcome) -> None:
             " (`e2ad config enable`, or `e2ad config apply FILE`); the dry run above shows what it would do"
         )
     if evaluation.failure is not None:
-        raise ApplyRefused(f"the attribute mapping fails, nothing to apply: {evaluation.failure.error_message}")
+        raise ApplyRefused(f"the attribute mapping fails, nothing to apply: {evaluation.failure}")
     if evaluation.desired is None:
         raise ApplyRefused(f"nothing to apply: {evaluation.why_nothing}")
     if outcome.refused is not None:
