@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, SecretStr
+from pydantic_core import to_jsonable_python
 
 from schemas.config import JOB_SECTIONS, Settings
 
@@ -70,9 +71,9 @@ def _flatten(model: BaseModel, prefix: str, env: dict[str, str]) -> None:
             if value:
                 env[key] = json.dumps(value)
         elif isinstance(value, list):
-            # JSON, as the settings read a list: not ['a'], Python's; a model (a mapping rule) as its fields.
-            items = [item.model_dump(mode="json") if isinstance(item, BaseModel) else item for item in value]
-            env[key] = json.dumps(items, default=str)
+            # JSON, as the settings read a list: not ['a'], Python's; a model (a mapping rule, a scope
+            # clause in a filter's list) as its fields, however deep.
+            env[key] = json.dumps(to_jsonable_python(value), default=str)
         elif value is not None:
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()

@@ -243,11 +243,11 @@ async def _read_pages(
     items: list[dict[str, Any]] = []
     pages = 0
     while True:
-        page = await _send_page(client, make_request, page_size)
+        page = await send_page(client, make_request, page_size)
         pages += 1
         items.extend(page.get("value") or [])
         if next_link := page.get("@odata.nextLink"):
-            make_request = _follow(builder, next_link)
+            make_request = follow(builder, next_link)
             continue
         if new_delta_link := page.get("@odata.deltaLink"):
             log.debug("%s delta round: %d items on %d pages", resource, len(items), pages)
@@ -260,7 +260,7 @@ async def _read_pages(
 async def read_first_page(client: GraphServiceClient, resource: DeltaResource) -> list[dict[str, Any]]:
     """The first page (at most one item) of a full delta round with e2ad's $select: what `e2ad check` reads."""
     builder = _builder(client, resource)
-    page = await _send_page(
+    page = await send_page(
         client,
         lambda: builder.to_get_request_information(_select_configuration(resource, SELECT[resource])),
         page_size=1,
@@ -280,12 +280,12 @@ def _select_configuration(resource: DeltaResource, select: Sequence[str]) -> Req
     return RequestConfiguration(query_parameters=user_params)
 
 
-def _follow(builder: Any, link: str) -> Callable[[], RequestInformation]:
+def follow(builder: Any, link: str) -> Callable[[], RequestInformation]:
     # Paging links are absolute and carry the whole query (with_url ignores query parameters).
     return lambda: builder.with_url(link).to_get_request_information()
 
 
-async def _send_page(
+async def send_page(
     client: GraphServiceClient, make_request: Callable[[], RequestInformation], page_size: int | None
 ) -> dict[str, Any]:
     """One page as raw JSON. A page still throttled after the SDK's retries waits Retry-After and

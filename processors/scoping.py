@@ -74,9 +74,12 @@ class _Clause:
     test: Callable[[Single, Any], bool]
     operand: Any  # the clause's value; for REGEX MATCH and NOT REGEX MATCH, its compiled pattern
 
-    def failure(self, attributes: Mapping[str, Any]) -> str | None:
-        """Why the clause is false for these attributes; None when it holds."""
+    def evaluate(self, attributes: Mapping[str, Any]) -> ClauseResult:
+        """The clause for these attributes: the value it read, whether it holds, and why not."""
         value = attributes.get(self.attribute)
+        return ClauseResult(self.text, self.attribute, value, self._failure(value))
+
+    def _failure(self, value: Any) -> str | None:
         if isinstance(value, list | tuple | dict):
             return f"{self.text} is false ({self.attribute} is multi-valued, not supported by scoping filters)"
         if value is None or value == "":
@@ -88,6 +91,30 @@ class _Clause:
         except ValueError as exc:  # not an integer, a value of no comparable type, a regex timeout
             return f"{self.text} is false ({exc})"
         return None if holds else f"{self.text} is false"
+
+
+@dataclass(frozen=True)
+class ClauseResult:
+    """One clause evaluated for one group."""
+
+    clause: str  # as the reason shows it: displayName REGEX MATCH "^(Sales|Ops)"
+    attribute: str
+    value: Any  # what the group has, as Graph sent it (None: null or never sent)
+    failure: str | None  # why the clause is false; None when it holds
+
+    @property
+    def holds(self) -> bool:
+        return self.failure is None
+
+
+@dataclass(frozen=True)
+class ScopeTrace:
+    """The scope's steps for one group, in the order they are decided (`e2ad provision` prints them)."""
+
+    security: ScopeDecision  # Cloud Sync's always-on clause
+    selected: bool | None  # with scope.mode selected, whether scope.groups lists the group; else None
+    filters: tuple[tuple[ClauseResult, ...], ...]  # every clause of every filter, evaluated
+    decision: ScopeDecision
 
 
 class Scope:
@@ -110,26 +137,40 @@ class Scope:
         """
         return [name for name in self._added if name not in attributes]
 
+    def trace(self, group_id: str, attributes: Mapping[str, Any]) -> ScopeTrace:
+        """Every step of the scope for one group: the security clause, the selection, each clause of
+        each filter with the value it read and whether it held, and the decision (what `decide` returns).
+        """
+        security = security_clause(attributes)
+        selected = None if self._selected is None else group_id.lower() in self._selected
+        source = {**attributes, "id": group_id}  # Graph's id is the record's key, not among its attributes
+        filters = tuple(tuple(clause.evaluate(source) for clause in clauses) for clauses in self._filters)
+        return ScopeTrace(security, selected, filters, _decision(security, selected, filters))
+
     def decide(self, group_id: str, attributes: Mapping[str, Any]) -> ScopeDecision:
         """In or out of scope, and why: the reason of an out-of-scope decision names what failed."""
-        security = security_clause(attributes)
-        if not security.in_scope:
-            return security
-        reason = security.reason
-        if self._selected is not None:
-            if group_id.lower() not in self._selected:
-                return ScopeDecision(False, "not selected (scope.mode selected)")
-            reason = "selected (scope.groups)"
-        if not self._filters:
-            return ScopeDecision(True, reason)
-        source = {**attributes, "id": group_id}  # Graph's id is the record's key, not among its attributes
-        failures = []
-        for number, clauses in enumerate(self._filters, 1):
-            failure = next((f for clause in clauses if (f := clause.failure(source)) is not None), None)
-            if failure is None:
-                return ScopeDecision(True, f"{reason}; scoping filter {number} matched")
-            failures.append(f"filter {number}: {failure}")
-        return ScopeDecision(False, f"scoping filter: no filter matched ({'; '.join(failures)})")
+        return self.trace(group_id, attributes).decision
+
+
+def _decision(
+    security: ScopeDecision, selected: bool | None, filters: tuple[tuple[ClauseResult, ...], ...]
+) -> ScopeDecision:
+    if not security.in_scope:
+        return security
+    reason = security.reason
+    if selected is not None:
+        if not selected:
+            return ScopeDecision(False, "not selected (scope.mode selected)")
+        reason = "selected (scope.groups)"
+    if not filters:
+        return ScopeDecision(True, reason)
+    failures = []
+    for number, clauses in enumerate(filters, 1):
+        failure = next((clause.failure for clause in clauses if not clause.holds), None)
+        if failure is None:
+            return ScopeDecision(True, f"{reason}; scoping filter {number} matched")
+        failures.append(f"filter {number}: {failure}")
+    return ScopeDecision(False, f"scoping filter: no filter matched ({'; '.join(failures)})")
 
 
 def scope_errors(settings: Settings) -> list[str]:

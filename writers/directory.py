@@ -18,7 +18,7 @@ from typing import Any
 import ldap3
 from ldap3.core.exceptions import LDAPCommunicationError, LDAPException, LDAPResponseTimeoutError
 from ldap3.protocol.formatters.formatters import format_sid
-from ldap3.utils.conv import escape_filter_chars
+from ldap3.utils.conv import escape_bytes, escape_filter_chars
 
 from schemas.config import AdSettings
 from writers import dn as dns
@@ -62,6 +62,22 @@ class Applied:
     created: str | None = None  # the DN, once the group has been created
     done: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Named:
+    """An AD object as `e2ad provision` shows a member: its DN and its displayName (else its cn)."""
+
+    dn: str
+    name: str | None
+
+
+@dataclass(frozen=True)
+class Occupant:
+    """The object already at a DN, and the anchor it carries (None: not one of e2ad's groups)."""
+
+    dn: str
+    anchor: str | None
 
 
 class Directory:
@@ -139,6 +155,29 @@ class Directory:
             elif guids:
                 log.warning("the anchor %s is on %d objects; the nested group is not resolved", anchor, len(guids))
         return resolved
+
+    def describe(self, guids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Named]:
+        """The DN and name of each object by objectGUID (found below the base DN), to show members by name."""
+        wanted = sorted(set(guids))
+        named: dict[uuid.UUID, Named] = {}
+        for start in range(0, len(wanted), _ANCHORS_PER_SEARCH):
+            chunk = wanted[start : start + _ANCHORS_PER_SEARCH]
+            terms = "".join(f"(objectGUID={escape_bytes(guid.bytes_le)})" for guid in chunk)
+            for entry in self._search(
+                self.base_dn, f"(|{terms})", ["objectGUID", "displayName", "cn"], ldap3.SUBTREE, what="members by GUID"
+            ):
+                attributes = entry["attributes"]
+                name = _single(attributes.get("displayName")) or _single(attributes.get("cn"))
+                named[_guid(entry)] = Named(entry["dn"], str(name) if name else None)
+        return named
+
+    def occupant(self, target: str) -> Occupant | None:
+        """The object at `target`, with its anchor, or None: what a create or a rename there would collide with."""
+        entries = self._search(target, "(objectClass=*)", [ANCHOR_ATTRIBUTE], ldap3.BASE, what=target)
+        if not entries:
+            return None
+        anchor = _single(entries[0]["attributes"].get(ANCHOR_ATTRIBUTE))
+        return Occupant(dns.strip_extended(entries[0]["dn"]), str(anchor) if anchor else None)
 
     # -- writes -------------------------------------------------------------------------------
     def apply(self, plan: Plan, current: AdGroup | None, applied: Applied) -> None:
@@ -248,10 +287,10 @@ class Directory:
         """entryAlreadyExists: name the object in the way when it is not ours, say so when it is ours
         (another writer's, WrittenMeanwhile), name the holder of the sAMAccountName a create collided
         with, else report AD's reason."""
-        entries = self._search(target, "(objectClass=*)", [ANCHOR_ATTRIBUTE], ldap3.BASE, what=target)
-        if entries:
-            theirs = _single(entries[0]["attributes"].get(ANCHOR_ATTRIBUTE))
-            if theirs is None or str(theirs).casefold() != (anchor or "").casefold():
+        occupant = self.occupant(target)
+        if occupant is not None:
+            theirs = occupant.anchor
+            if theirs is None or theirs.casefold() != (anchor or "").casefold():
                 raise ForeignObjectError(
                     f"{target} already exists without the anchor {anchor} (it has {theirs!r}); "
                     "e2ad never overwrites it",

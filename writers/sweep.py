@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Sequence
 
 from runtime import kafka
 from runtime.active_config import read_active
@@ -49,13 +50,22 @@ async def reconcile_all(settings: Settings) -> Counter[str]:
         settings = settings.with_job(active.job)
     latest = await kafka.read_latest(settings.kafka, topics.AD_DESIRED)
     records = [DesiredRecord(key, value, SOURCE, partition=None) for key, value in latest.items()]
+    return await converge_once(settings, records, name=instance_name("reconcile"))
+
+
+async def converge_once(settings: Settings, records: Sequence[DesiredRecord], *, name: str) -> Counter[str]:
+    """Feed the records to a group sink of their own, as a writer would, once; how many decisions had which status.
+
+    Raises DirectoryUnavailable or BindRejected when AD cannot decide. `e2ad provision --apply`
+    converges its one group through here as well.
+    """
     producer = kafka.producer(settings.kafka)
     sink: GroupSink | None = None
     try:
         await producer.start()  # inside: a failed start is stopped too, leaving no unclosed producer
         sink = GroupSink(
             settings,
-            name=instance_name("reconcile"),
+            name=name,
             producer=producer,
             # Owns no partition of ad.desired: it records no waits, and announces what it creates.
             pending=PendingKafka(settings.kafka, producer),

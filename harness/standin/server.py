@@ -130,6 +130,7 @@ class GraphStandin:
             r.add_get(f"/v1.0/{resource}", self._list_handler(cast(Resource, resource)))
             r.add_get(f"/v1.0/{resource}/{{id}}", self._get_handler(cast(Resource, resource)))
         r.add_get("/v1.0/groups/{id}/members", self._members)
+        r.add_get("/v1.0/directory/deletedItems/{id}", self._deleted_item)
         r.add_post("/v1.0/groups", self._create_group)
         r.add_patch("/v1.0/groups/{id}", self._update_group)
         r.add_delete("/v1.0/groups/{id}", self._delete_group)
@@ -244,6 +245,9 @@ class GraphStandin:
         group_id = request.match_info["id"]
         self.tenant.get("groups", group_id)
         return web.json_response(self._collection_page(request, self.tenant.member_refs(group_id)))
+
+    async def _deleted_item(self, request: web.Request) -> web.Response:
+        return web.json_response(_selected(self.tenant.deleted_item(request.match_info["id"]), _select(request)))
 
     def _collection_page(self, request: web.Request, items: list[dict[str, Any]]) -> dict[str, Any]:
         top = _int_param(request, "$top", self.page_size)

@@ -198,6 +198,14 @@ class Tenant:
         except KeyError:
             raise UnknownObject(resource, object_id) from None
 
+    def deleted_item(self, object_id: str) -> dict[str, Any]:
+        """A soft-deleted user or group, as /directory/deletedItems/{id} has it (a purged one is gone)."""
+        for resource in ("users", "groups"):
+            removal = self._removed.get((resource, object_id))
+            if removal is not None and removal.reason == "changed":
+                return {"@odata.type": ODATA_TYPE[resource], **removal.properties}
+        raise UnknownObject("deletedItem", object_id)
+
     def resource_of(self, object_id: str) -> Resource:
         for resource in ("users", "groups"):
             if object_id in self.objects[resource]:

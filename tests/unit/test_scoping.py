@@ -231,6 +231,26 @@ def test_out_of_scope_reason_names_the_first_failing_clause_of_each_filter() -> 
     )
 
 
+def test_the_trace_shows_every_clause_with_its_value_and_the_decision_decide_returns() -> None:
+    s = scope([SALES, FLAGGED], [clause("description", "EQUALS", "always")], mode="selected", groups=[GROUP])
+    attributes = {**SECURITY, "displayName": "Sales EMEA", "description": "always"}
+    trace = s.trace(GROUP, attributes)
+    assert trace.security.in_scope and trace.selected is True
+    assert [[(c.clause, c.value, c.holds) for c in clauses] for clauses in trace.filters] == [
+        [('displayName REGEX MATCH "^(Sales|Ops)"', "Sales EMEA", True), (f"{EXTENSION} IS TRUE", None, False)],
+        [('description EQUALS "always"', "always", True)],
+    ]
+    assert trace.filters[0][1].failure == f"{EXTENSION} IS TRUE is false ({EXTENSION} is null)"
+    assert trace.decision == s.decide(GROUP, attributes)
+    assert trace.decision.reason == "selected (scope.groups); scoping filter 2 matched"
+
+
+def test_the_trace_evaluates_the_filters_also_when_the_security_clause_fails() -> None:
+    trace = scope([SALES]).trace(OTHER, {**SECURITY, "mailEnabled": True, "displayName": "Sales"})
+    assert not trace.decision.in_scope and trace.decision == trace.security
+    assert trace.selected is None and trace.filters[0][0].holds
+
+
 def test_no_filter_is_every_security_group() -> None:
     decision = scope().decide(GROUP, SECURITY)
     assert decision.in_scope and decision.reason == "all security groups"
