@@ -9,13 +9,15 @@ import datetime as dt
 import ssl
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from harness.services import free_port
 from runtime import kafka
 from schemas import topics
-from schemas.config import AdSettings, KafkaSettings, Settings
+from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings, WebhookSettings
 from schemas.desired import UNIVERSAL_SECURITY_GROUP, DesiredGroup, DesiredMember, anchor_of
 from schemas.results import ProvisioningResult
 from tests.polling import until
@@ -308,3 +310,26 @@ class Harness:
                     self.results.append(topics.decode(ProvisioningResult, record.value))
                 else:
                     self.dead_letters.append(record)
+
+
+def pipeline_settings(
+    standin: GraphStandin,
+    kafka_settings: KafkaSettings,
+    ad_settings: AdSettings,
+    test_ou: str,
+    state_dir: Path,
+    **sections: Any,
+) -> Settings:
+    """The three stages' settings against the stand-in and the test OU; `sections` add or replace sections.
+
+    No webhook.public_url: delta rounds run on a 1 s timer alone, so a test waits on no notification.
+    """
+    return Settings(
+        kafka=kafka_settings,
+        graph=standin.graph_settings(delta_interval_seconds=1.0),
+        webhook=WebhookSettings(listen_port=free_port()),
+        ad=ad_settings,
+        provisioning=ProvisioningSettings(target_container=test_ou, on_soft_delete_or_out_of_scope="delete"),
+        state_dir=state_dir,
+        **sections,
+    )

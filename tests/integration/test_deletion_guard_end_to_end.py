@@ -40,7 +40,7 @@ import pytest
 from pydantic import ValidationError
 
 from harness.pipeline import Pipeline
-from harness.services import LocalServices, free_port
+from harness.services import LocalServices
 from harness.standin import GraphStandin, running_standin
 from processors.app import TICK_SECONDS
 from schemas import topics
@@ -51,14 +51,12 @@ from schemas.config import (
     EmailSettings,
     KafkaSettings,
     NotificationSettings,
-    ProvisioningSettings,
     Settings,
-    WebhookSettings,
 )
 from schemas.desired import DesiredGroup, anchor_of
 from schemas.results import ProvisioningResult
 from schemas.status import ProcessorStatus
-from tests.integration.helpers import anchors_in_ad, committed, end_offsets, full_rounds, read_group
+from tests.integration.helpers import anchors_in_ad, committed, end_offsets, full_rounds, pipeline_settings, read_group
 from tests.integration.smtp import Inbox, running_inbox
 from tests.integration.stages import TopicWatcher, e2ad
 from tests.polling import until
@@ -222,13 +220,12 @@ async def test_bursts_of_deletes_are_held_in_ad_until_approved_rejected_or_resta
 ) -> None:
     with running_inbox() as (inbox, smtp_port):
         async with running_standin() as standin:
-            settings = Settings(
-                kafka=kafka_settings,
-                # No webhook.public_url: rounds on the timer alone (see the module's docstring).
-                graph=standin.graph_settings(delta_interval_seconds=1.0),
-                webhook=WebhookSettings(listen_port=free_port()),
-                ad=ad_settings,
-                provisioning=ProvisioningSettings(target_container=test_ou, on_soft_delete_or_out_of_scope="delete"),
+            settings = pipeline_settings(
+                standin,
+                kafka_settings,
+                ad_settings,
+                test_ou,
+                tmp_path / "state",
                 deletes=DeleteSettings(threshold=THRESHOLD, window_seconds=WINDOW),
                 notifications=NotificationSettings(
                     email=EmailSettings.model_validate(
@@ -241,7 +238,6 @@ async def test_bursts_of_deletes_are_held_in_ad_until_approved_rejected_or_resta
                         }
                     )
                 ),
-                state_dir=tmp_path / "state",
             )
             scenario = Scenario(standin, settings, ad_admin, test_ou, inbox, tmp_path / "logs", measured)
             await _scenario(scenario, tmp_path)

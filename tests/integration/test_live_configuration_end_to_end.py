@@ -35,7 +35,6 @@ import pytest
 import yaml
 
 from harness.pipeline import Pipeline
-from harness.services import free_port
 from harness.standin import running_standin
 from runtime.active_config import read_active
 from schemas import topics
@@ -45,13 +44,11 @@ from schemas.config import (
     AdSettings,
     DeleteSettings,
     KafkaSettings,
-    ProvisioningSettings,
     Settings,
-    WebhookSettings,
 )
 from schemas.desired import anchor_of
 from schemas.results import ProvisioningResult
-from tests.integration.helpers import end_offsets, full_rounds, groups_in_ad
+from tests.integration.helpers import end_offsets, full_rounds, groups_in_ad, pipeline_settings
 from tests.integration.stages import TopicWatcher, e2ad
 from tests.polling import until
 
@@ -154,16 +151,8 @@ async def test_configuration_changes_converge_ad_while_the_stages_run(
         measured(f"live configuration end to end: {what} at {time.monotonic() - started:.1f} s")
 
     async with running_standin() as standin:
-        settings = Settings(
-            kafka=kafka_settings,
-            # No webhook.public_url: rounds on the timer alone.
-            graph=standin.graph_settings(delta_interval_seconds=1.0),
-            webhook=WebhookSettings(listen_port=free_port()),
-            ad=ad_settings,
-            provisioning=ProvisioningSettings(target_container=test_ou, on_soft_delete_or_out_of_scope="delete"),
-            deletes=DeleteSettings(window_seconds=WINDOW),
-            state_dir=tmp_path / "state",
-        )
+        deletes = DeleteSettings(window_seconds=WINDOW)
+        settings = pipeline_settings(standin, kafka_settings, ad_settings, test_ou, tmp_path / "state", deletes=deletes)
         live = Live(settings, ad_admin, test_ou, tmp_path)
         for name in NAMES:
             extension = {EXTENSION: True} if name == WRITEBACK else {}
