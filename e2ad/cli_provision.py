@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 @click.command()
 @click.argument("group_id")
-@click.option("--apply", "apply_", is_flag=True, help="Perform it through the writer (deletes stay with the pipeline).")
+@click.option("--apply", "apply_", is_flag=True, help="Perform it through the writer (not a delete the guard holds).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (docs/operations.md has its schema).")
 @click.pass_obj
 def provision(context: Context, group_id: str, apply_: bool, as_json: bool) -> None:

@@ -20,14 +20,18 @@ from typing import Any
 from azure.core.credentials_async import AsyncTokenCredential
 
 from e2ad import provision_report as report
+from e2ad.plan import guard_holds
 from ingest.delta import USER_SELECT, group_select, normalise
 from ingest.graph_client import build_credential, build_graph_client, close_graph_client
 from ingest.graph_transport import GraphTransport
 from ingest.group_read import GroupRead, read_group
 from processors.configuration import compile_core, first_configuration
+from processors.deletion_guard import GuardSettings, utc_now
 from processors.mapping import MappingError
 from processors.provisioning import ProvisioningState
 from processors.scoping import ScopeTrace
+from processors.state import ProcessorStore
+from runtime import kafka
 from runtime.active_config import read_active
 from runtime.names import instance_name
 from schemas import topics
@@ -110,6 +114,8 @@ async def provision(
     if apply:
         _check_apply(active, outcome)
         assert outcome.evaluation.desired is not None
+        if outcome.evaluation.desired.state == "absent":
+            await _check_guard(settings, outcome.evaluation.desired)
         statuses = await _apply(job_settings, outcome.evaluation.desired)
         result = result.model_copy(update={"applied": report.Applied(statuses=dict(statuses))})
         # As `e2ad reconcile`: a group the writer could not converge fails the command; a warning
@@ -457,11 +463,22 @@ def _check_apply(active: ActiveConfiguration | None, outcome: Outcome) -> None:
         raise ApplyRefused(f"nothing to apply: {evaluation.why_nothing}")
     if outcome.refused is not None:
         raise ApplyRefused(f"the writer refuses: {outcome.refused}")
-    if evaluation.desired.state == "absent":
+
+
+async def _check_guard(settings: Settings, desired: DesiredGroup) -> None:
+    """Refuse a delete the deletion guard holds: staged already, the guard quarantined, or this one tripping it.
+
+    The guard's state is the processors' (processors.state), read and copied, never written: a delete
+    it would let through is applied at once, as Cloud Sync's on-demand provisioning applies it; the
+    processors' own delete for the group, released later, then finds nothing left to delete.
+    """
+    store = ProcessorStore()
+    store.load(await kafka.read_latest(settings.kafka, topics.PROCESSORS_STATE))
+    guard = GuardSettings(settings.deletes.threshold, settings.deletes.window_seconds)
+    if desired.group_id in guard_holds(store.guard, guard, [desired], utc_now()):
         raise ApplyRefused(
-            "a delete is never applied on demand: the processors' deletion guard decides it. Running, they"
-            " publish it deletes.window_seconds after they see the change, or stage it when a burst reaches"
-            " deletes.threshold (`e2ad deletes list`)"
+            "the deletion guard holds this delete (staged, or a burst of deletes.threshold reached):"
+            f" `e2ad deletes list`, then `e2ad deletes approve {desired.group_id}` or reject it"
         )
 
 

@@ -16,7 +16,15 @@ from harness.pipeline import settings_environment
 from harness.standin import GraphStandin, running_standin
 from schemas import topics
 from schemas.active import ACTIVE_KEY
-from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, ScopeClause, ScopeSettings, Settings
+from schemas.config import (
+    AdSettings,
+    DeleteSettings,
+    KafkaSettings,
+    ProvisioningSettings,
+    ScopeClause,
+    ScopeSettings,
+    Settings,
+)
 from schemas.desired import anchor_of
 from tests.active import active_configuration
 from tests.integration.helpers import create_ad_user, end_offsets, read_group
@@ -180,7 +188,7 @@ async def test_a_changed_renamed_and_moved_group_is_planned_then_applied_as_prin
     assert {m.lower() for m in after["member"]} == {bob_dn.lower()}
 
 
-async def test_out_of_scope_and_deleted_groups_show_the_delete_and_apply_leaves_it_to_the_guard(
+async def test_out_of_scope_and_deleted_groups_show_the_delete_and_apply_deletes_unless_the_guard_holds_it(
     standin: GraphStandin, kafka_settings: KafkaSettings, ad_settings: AdSettings, test_ou: str, ad_admin: Any
 ) -> None:
     settings = settings_for(standin, kafka_settings, ad_settings, test_ou)
@@ -214,10 +222,18 @@ async def test_out_of_scope_and_deleted_groups_show_the_delete_and_apply_leaves_
             dn,
             reason,
         )
-        ad_before = ad_snapshot(ad_admin, test_ou)
-        refused = await provision(settings, group_id, "--apply", expect=1)
-        assert "a delete is never applied on demand: the processors' deletion guard decides it" in refused
-        assert ad_snapshot(ad_admin, test_ou) == ad_before
+
+    # A guard whose threshold this one delete reaches holds it: nothing is written.
+    held = settings.model_copy(update={"deletes": DeleteSettings(threshold=1)})
+    ad_before = ad_snapshot(ad_admin, test_ou)
+    refused = await provision(held, hard, "--apply", expect=1)
+    assert "the deletion guard holds this delete" in refused and f"e2ad deletes approve {hard}" in refused
+    assert ad_snapshot(ad_admin, test_ou) == ad_before
+
+    # Below the threshold the delete is applied at once, as the dry run printed it.
+    for group_id in expected:
+        await provision(settings, group_id, "--apply")
+        assert read_group(ad_admin, test_ou, anchor_of(group_id)) is None
 
 
 async def test_a_disabled_configuration_allows_the_dry_run_and_refuses_apply(
