@@ -148,7 +148,17 @@ class Scope:
         return ScopeTrace(security, selected, filters, _decision(security, selected, filters))
 
     def decide(self, group_id: str, attributes: Mapping[str, Any]) -> ScopeDecision:
-        """In or out of scope, and why: the reason of an out-of-scope decision names what failed."""
+        """In or out of scope, and why: the reason of an out-of-scope decision names what failed.
+
+        The trace's decision, without evaluating filters (regular expressions among them) for a
+        group the security clause or the selection already rules out: the processors decide
+        every group's scope several times per change.
+        """
+        security = security_clause(attributes)
+        if not security.in_scope:
+            return security
+        if self._selected is not None and group_id.lower() not in self._selected:
+            return _decision(security, False, ())
         return self.trace(group_id, attributes).decision
 
 
