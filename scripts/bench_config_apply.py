@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import logging
 import os
 import sys
 import tempfile
@@ -46,6 +45,7 @@ from pipeline_bench import (
     bench_ou,
     cpu_seconds,
     embedded_broker,
+    run_bench,
     search_all,
     simulated_settings,
     wait_for_subscriptions,
@@ -56,13 +56,11 @@ from harness.services import LocalServices
 from harness.standin import GraphStandin, running_standin
 from runtime import kafka
 from runtime.active_config import read_active
-from runtime.logs import configure_logging
 from schemas import topics
 from schemas.config import AdSettings, KafkaSettings, Settings
 from schemas.desired import anchor_of
 from schemas.results import Action, ProvisioningResult
 from writers.connection import close, connect
-from writers.errors import DirectoryUnavailable
 
 ANCHOR = "msDS-ExternalDirectoryObjectId"
 MAX_GROUPS, MAX_RUNS = 5_000, 5
@@ -300,23 +298,12 @@ def arguments() -> argparse.Namespace:
 
 def main() -> None:
     args = arguments()
-    configure_logging("WARNING", "bench")
-    # aiokafka logs each refused connection at ERROR while the fresh broker starts; start_kafka waits for it.
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     services = LocalServices()
     if not services.dc_running():
         print("error: the Samba AD DC is not running: `e2ad services up`", file=sys.stderr)
         sys.exit(1)
     with tempfile.TemporaryDirectory(prefix="e2ad-bench-config-") as state_dir:
-        try:
-            asyncio.run(bench(args, services.endpoints(bootstrap="").ad_settings(), Path(state_dir)))
-        except BenchError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            sys.exit(1)
-        except DirectoryUnavailable as exc:
-            # Other engineers' fault tests restart the shared DC now and then.
-            print(f"error: lost the DC ({exc}); rerun", file=sys.stderr)
-            sys.exit(1)
+        run_bench(bench(args, services.endpoints(bootstrap="").ad_settings(), Path(state_dir)))
 
 
 if __name__ == "__main__":

@@ -23,11 +23,9 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import logging
 import os
 import random
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -40,6 +38,7 @@ from pipeline_bench import (
     bench_ou,
     cpu_seconds,
     embedded_broker,
+    run_bench,
     simulated_settings,
     wait_for_subscriptions,
 )
@@ -48,11 +47,9 @@ from harness.pipeline import Pipeline
 from harness.services import LocalServices
 from harness.standin import GraphStandin, running_standin
 from runtime import fetch_pacing, kafka
-from runtime.logs import configure_logging
 from schemas import topics
 from schemas.config import AdSettings, KafkaSettings
 from schemas.results import ProvisioningResult
-from writers.errors import DirectoryUnavailable
 
 CHANGE_TIMEOUT_SECONDS = 30
 # Changes come at random gaps, so they fall at random points of the consumers' pauses.
@@ -201,19 +198,7 @@ def arguments() -> argparse.Namespace:
 
 
 def main() -> None:
-    args = arguments()
-    configure_logging("WARNING", "bench")
-    # aiokafka logs each refused connection at ERROR while the fresh broker starts; start_kafka waits for it.
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    try:
-        asyncio.run(bench(args))
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except DirectoryUnavailable as exc:
-        # Other engineers' fault tests restart the shared DC now and then.
-        print(f"error: lost the DC ({exc}); rerun", file=sys.stderr)
-        sys.exit(1)
+    run_bench(bench(arguments()))
 
 
 if __name__ == "__main__":

@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import secrets
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from harness.embedded import SIMULATED_GRAPH_TIMING
 from harness.services import LocalServices, free_port
 from harness.standin import GraphStandin
 from runtime import kafka
+from runtime.logs import configure_logging
 from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings, WebhookSettings
 from writers.connection import close, connect
 from writers.errors import DirectoryUnavailable
@@ -36,6 +38,22 @@ PARTITIONS = 4
 
 class BenchError(Exception):
     """The benchmark could not measure correct work: a stage died, AD rejected a write, a result is wrong."""
+
+
+def run_bench(bench: Coroutine[Any, Any, None]) -> None:
+    """Run a benchmark that starts the stages: its errors one line each and exit 1, never a traceback."""
+    configure_logging("WARNING", "bench")
+    # aiokafka logs each refused connection at ERROR while the fresh broker starts; start_kafka waits for it.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    try:
+        asyncio.run(bench)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except DirectoryUnavailable as exc:
+        # Other engineers' fault tests restart the shared DC now and then.
+        print(f"error: lost the DC ({exc}); rerun", file=sys.stderr)
+        sys.exit(1)
 
 
 def check(result: dict[str, Any], what: str) -> None:
