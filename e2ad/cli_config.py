@@ -66,11 +66,11 @@ def _names_section(name: str, prefixes: tuple[str, ...]) -> bool:
     return any(name == prefix or name.startswith(prefix + "__") for prefix in prefixes)
 
 
-def _kafka(context: Context, file_settings: Settings | None = None) -> KafkaSettings:
-    """The broker: --config's when given, else the applied file's own kafka section."""
+def _reach(context: Context, file_settings: Settings | None = None) -> Settings:
+    """How to reach Kafka and AD (and the deletion guard's settings): --config's when given, else FILE's own."""
     if context.config_path is None and file_settings is not None:
-        return file_settings.kafka
-    return context.settings().kafka
+        return file_settings
+    return context.settings()
 
 
 async def _publish(settings: KafkaSettings, record: ActiveConfiguration) -> None:
@@ -105,7 +105,7 @@ def validate(file: Path) -> None:
 def apply(context: Context, file: Path) -> None:
     """Make FILE's provisioning sections the active configuration; running stages follow it at once."""
     file_settings = _load(file)
-    settings = _kafka(context, file_settings)
+    settings = _reach(context, file_settings).kafka
     job = file_settings.job
     active = _active(settings)
     if active is not None and active.state != "deleted" and active.digest == job_digest(job):
@@ -146,8 +146,7 @@ def plan(context: Context, file: Path, as_json: bool, max_deletes: int | None) -
     Exit 0: no change, 2: changes, 1: errors (a group that would fail, more deletes than --max-deletes).
     """
     file_settings = _load(file)
-    # How to reach Kafka and AD, and the deletion guard's settings: --config's when given, else FILE's.
-    settings = context.settings() if context.config_path is not None else file_settings
+    settings = _reach(context, file_settings)
     active, latest = run_once(settings.kafka, lambda: _pipeline_state(settings.kafka))
     if active is None or active.job is None:
         why = " (the active one is deleted: the state is forgotten, an apply runs a full delta round)" if active else ""
@@ -211,7 +210,7 @@ async def _pipeline_state(settings: KafkaSettings) -> tuple[ActiveConfiguration 
 @click.pass_obj
 def show(context: Context, as_json: bool) -> None:
     """The active configuration: version, state, who changed it, and its sections."""
-    active = _active(_kafka(context))
+    active = _active(_reach(context).kafka)
     if active is None:
         raise click.ClickException(
             f"no configuration on {topics.CONFIG} yet: the processors publish theirs at their first start,"
@@ -233,7 +232,7 @@ def show(context: Context, as_json: bool) -> None:
 
 
 def _change_state(context: Context, state: ConfigurationState, done: str) -> None:
-    settings = _kafka(context)
+    settings = _reach(context).kafka
     active = _active(settings)
     if active is None or active.job is None:
         raise click.ClickException("no active configuration: `e2ad config apply FILE` first")
