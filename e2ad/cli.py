@@ -21,6 +21,7 @@ from e2ad.cli_config import config
 from e2ad.cli_deletes import deletes
 from e2ad.cli_explain import explain
 from e2ad.cli_expr import expr
+from e2ad.cli_logs import logs
 from e2ad.cli_provision import provision
 from e2ad.cli_quarantine import quarantine
 from e2ad.cli_restart import restart
@@ -204,6 +205,7 @@ main.add_command(restart)
 main.add_command(config)
 main.add_command(explain)
 main.add_command(provision)
+main.add_command(logs)
 
 
 def _harness(module: str) -> ModuleType:
