@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from ldap3.core import results as ldap
 from rich.console import Console
 from rich.table import Column, Table
 from rich.text import Text
@@ -115,57 +116,43 @@ def groups_named(name: str, names: Mapping[str, str]) -> list[str]:
     return sorted(group_id for group_id, known in names.items() if known.casefold() == wanted)
 
 
-# LDAP result codes (RFC 4511) the writers record on a failure, and what an operator does about them.
+# What an operator does about the LDAP result codes (RFC 4511) the writers record on a failure.
 # Busy (51), unavailable (52) and time limit (3) never reach the log: the writer reconnects and
 # retries those records instead (writers/directory.py TRANSIENT_CODES).
-REFERRAL = 10
-CONSTRAINT_VIOLATION = 19
-ATTRIBUTE_OR_VALUE_EXISTS = 20
-INVALID_ATTRIBUTE_SYNTAX = 21
-NO_SUCH_OBJECT = 32
-INVALID_DN_SYNTAX = 34
-INSUFFICIENT_ACCESS_RIGHTS = 50
-UNWILLING_TO_PERFORM = 53
-NAMING_VIOLATION = 64
-OBJECT_CLASS_VIOLATION = 65
-NOT_ALLOWED_ON_NON_LEAF = 66
-ENTRY_ALREADY_EXISTS = 68
-SIZE_LIMIT_EXCEEDED = 4
-ADMIN_LIMIT_EXCEEDED = 11
-
 MAPPINGS = "fix the attribute mappings (`e2ad config plan FILE`, then `e2ad config apply FILE`)"
+LIMITS = "the DC's LDAP policy (MaxPageSize, MaxResultSetSize, MaxValRange) limits this read: raise the limit"
 RECOMMENDATIONS: dict[int, str] = {
-    REFERRAL: (
+    ldap.RESULT_REFERRAL: (
         "{dn} is outside the naming context of the DC e2ad writes to: set ad.base_dn and the provisioning"
         " containers to the DC's own domain, or point ad.url at a DC of that domain"
     ),
-    CONSTRAINT_VIOLATION: (
+    ldap.RESULT_CONSTRAINT_VIOLATION: (
         'AD refused a value of {dn} (a sAMAccountName with / \\ [ ] : ; | = , + * ? < > or " in it, or too'
         f" long): {MAPPINGS}"
     ),
-    ATTRIBUTE_OR_VALUE_EXISTS: "AD holds that value already; `e2ad provision GROUP_ID --apply` reads AD again",
-    INVALID_ATTRIBUTE_SYNTAX: f"a value of {{dn}} does not fit its attribute's syntax or length: {MAPPINGS}",
-    NO_SUCH_OBJECT: (
+    ldap.RESULT_ATTRIBUTE_OR_VALUE_EXISTS: "AD has that value already: {retry} reads AD again",
+    ldap.RESULT_INVALID_ATTRIBUTE_SYNTAX: f"a value of {{dn}} does not fit its attribute's syntax or size: {MAPPINGS}",
+    ldap.RESULT_NO_SUCH_OBJECT: (
         "{container} does not exist (or a member or the group was removed meanwhile): create the container,"
         " or set provisioning.target_container to one that exists"
     ),
-    INVALID_DN_SYNTAX: f"{{dn}} is not a valid DN: {MAPPINGS} (the cn) or provisioning.target_container",
-    INSUFFICIENT_ACCESS_RIGHTS: (
+    ldap.RESULT_INVALID_DN_SYNTAX: f"{{dn}} is not a valid DN: {MAPPINGS} (the cn) or provisioning.target_container",
+    ldap.RESULT_INSUFFICIENT_ACCESS_RIGHTS: (
         "grant the e2ad account (ad.bind_dn) the right to create, delete and write group objects on {container}"
     ),
-    UNWILLING_TO_PERFORM: (
+    ldap.RESULT_UNWILLING_TO_PERFORM: (
         "AD will not make this change (a groupType it does not accept, a system attribute, a member that is"
         f" not there): {MAPPINGS}"
     ),
-    NAMING_VIOLATION: f"{{dn}} cannot be placed there (a group needs an OU or container as parent): {MAPPINGS}",
-    OBJECT_CLASS_VIOLATION: f"a mapped attribute is not allowed on a group, or a required one is missing: {MAPPINGS}",
-    NOT_ALLOWED_ON_NON_LEAF: "{dn} has child objects: move or remove them, then retry",
-    ENTRY_ALREADY_EXISTS: (
+    ldap.RESULT_NAMING_VIOLATION: f"{{dn}} cannot be placed there (a group needs an OU or container): {MAPPINGS}",
+    ldap.RESULT_OBJECT_CLASS_VIOLATION: f"a mapped attribute is not allowed on a group, or one is missing: {MAPPINGS}",
+    ldap.RESULT_NOT_ALLOWED_ON_NON_LEAF: "{dn} has child objects: move or remove them, then {retry}",
+    ldap.RESULT_ENTRY_ALREADY_EXISTS: (
         "an object without this group's anchor already has its name at {dn} (or its sAMAccountName elsewhere):"
         f" rename or remove that object, or {MAPPINGS}; e2ad never takes over an object it did not create"
     ),
-    SIZE_LIMIT_EXCEEDED: "the DC's LDAP policy (MaxPageSize, MaxResultSetSize) limits this read: raise the limit",
-    ADMIN_LIMIT_EXCEEDED: "the DC's LDAP policy (MaxValRange, MaxPageSize) limits this read: raise the limit",
+    ldap.RESULT_SIZE_LIMIT_EXCEEDED: LIMITS,
+    ldap.RESULT_ADMIN_LIMIT_EXCEEDED: LIMITS,
 }
 
 
@@ -179,10 +166,14 @@ def recommendation(result: ProvisioningResult) -> str | None:
             return None
         dn = result.dn or "the group's DN"
         container = dns.split(result.dn)[1] if result.dn and result.action == "create" else dn
-        return advice.format(dn=dn, container=container)
+        return advice.format(dn=dn, container=container, retry=_retry(result))
     if any(step.name == "processing" and step.status == "failure" for step in result.steps):
         return MAPPINGS  # the processors' mapping failed: nothing was sent to AD
-    return "e2ad refused to write this change (see the error): fix the cause, then `e2ad provision GROUP_ID --apply`"
+    return f"e2ad refused to write this change (see the error): fix the cause, then {_retry(result)}"
+
+
+def _retry(result: ProvisioningResult) -> str:
+    return f"`e2ad provision {result.group_id} --apply`"
 
 
 def render(entries: Sequence[Entry], names: Mapping[str, str], console: Console) -> None:
