@@ -153,7 +153,9 @@ async def _show_log(
     while follow:
         arrived = _matching(await reader.getmany(timeout_ms=FOLLOW_POLL_MS), selection)
         if arrived:
-            names.update(group_names({}, arrived))
+            # A group new since the start has its name on ad.desired by now (published before its result).
+            unnamed = any(entry.result.group_id.lower() not in names for entry in arrived)
+            names.update(group_names(await _desired_names(settings) if unnamed else {}, arrived))
             output.records(newest(arrived, len(arrived)), names)
 
 

@@ -127,8 +127,8 @@ RECOMMENDATIONS: dict[int, str] = {
         " containers to the DC's own domain, or point ad.url at a DC of that domain"
     ),
     ldap.RESULT_CONSTRAINT_VIOLATION: (
-        'AD refused a value of {dn} (a sAMAccountName with / \\ [ ] : ; | = , + * ? < > or " in it, or too'
-        f" long): {MAPPINGS}"
+        "AD's constraints refuse a value of {dn} (a sAMAccountName with a character AD refuses or over 20"
+        f" characters, a value out of its attribute's range): {MAPPINGS}"
     ),
     ldap.RESULT_ATTRIBUTE_OR_VALUE_EXISTS: "AD has that value already: {retry} reads AD again",
     ldap.RESULT_INVALID_ATTRIBUTE_SYNTAX: f"a value of {{dn}} does not fit its attribute's syntax or size: {MAPPINGS}",

@@ -63,7 +63,7 @@ async def test_logs_finds_a_real_failure_groups_by_name_and_only_what_is_newer_t
     failures = await logs(kafka_settings, "--status", "failure")
     assert f"create failure  Sales {SLASHED}" in failures, failures
     assert "LDAP 19: create CN=Sales_" in failures and "constraintViolation" in failures, failures
-    assert "recommendation" in failures and "sAMAccountName with /" in failures
+    assert "recommendation" in failures and "a sAMAccountName with a character AD refuses" in failures
     assert BLUE not in failures and FINANCE_A not in failures and OLD not in failures
 
     blue = await logs(kafka_settings, "--group", "team BLUE")

@@ -126,7 +126,7 @@ def test_recommendations_name_the_object_or_container_to_fix() -> None:
     assert "on CN=Sales,OU=Groups" in str(recommendation(failed(50, action="update")))
     assert str(recommendation(failed(32))).startswith("OU=Groups,DC=e2ad,DC=test does not exist")
     assert "outside the naming context" in str(recommendation(failed(10)))
-    assert "sAMAccountName with /" in str(recommendation(failed(19)))
+    assert "AD's constraints refuse a value of CN=Sales" in str(recommendation(failed(19)))
     assert f"already has its name at {DN}" in str(recommendation(failed(68)))
     assert f"`e2ad provision {GROUP} --apply`" in str(recommendation(failed(None)))  # refused by e2ad
     mapping = ProvisioningStep(name="processing", status="failure", description="attribute mapping failed: x")
