@@ -81,9 +81,13 @@ def logs(
 ) -> None:
     """The provisioning log: what the writers and processors decided for each group, newest last."""
     if since is not None and until is not None and until <= since:
-        raise click.BadParameter(f"{_shown(until)} is not after --since {_shown(since)}", param_hint="'--until'")
+        raise click.BadParameter(
+            f"{until:%Y-%m-%d %H:%M:%S%z} is not after --since {since:%Y-%m-%d %H:%M:%S%z}", param_hint="'--until'"
+        )
     if follow and until is not None:
         raise click.BadParameter("--follow prints records as they arrive: it takes no end", param_hint="'--until'")
+    if group is not None and not group.strip():
+        raise click.BadParameter("names no group: give its object id or display name", param_hint="'--group'")
     settings = context.settings().kafka
     by_id = group.strip().lower() if group and is_group_id(group.strip()) else None
     selection = Selection(
@@ -142,7 +146,9 @@ async def _show_log(
     # Only when age alone leaves records out are the newest N among each partition's last N.
     tail = None if name is not None or selection.by_content else limit
     entries = await _read_to_end(reader, partitions, selection, tail)
-    names = group_names(await _desired_names(settings), entries)
+    # JSON lines carry no names: ad.desired is read only to render, or to resolve --group NAME.
+    named = name is not None or not output.as_json
+    names = group_names(await _desired_names(settings) if named else {}, entries)
     if name is not None:
         selection = replace(selection, group_ids=frozenset(_named(name, names, output)))
         entries = [entry for entry in entries if selection(entry.result)]
@@ -150,11 +156,13 @@ async def _show_log(
     if not shown and not follow:
         output.note(f"no record on {topics.AD_RESULTS} matches")
     output.records(shown, names)
+    if follow:
+        output.note(f"following {topics.AD_RESULTS} (Ctrl-C ends it)")
     while follow:
         arrived = _matching(await reader.getmany(timeout_ms=FOLLOW_POLL_MS), selection)
         if arrived:
             # A group new since the start has its name on ad.desired by now (published before its result).
-            unnamed = any(entry.result.group_id.lower() not in names for entry in arrived)
+            unnamed = not output.as_json and any(entry.result.group_id.lower() not in names for entry in arrived)
             names.update(group_names(await _desired_names(settings) if unnamed else {}, arrived))
             output.records(newest(arrived, len(arrived)), names)
 
@@ -220,7 +228,3 @@ async def _desired_names(settings: KafkaSettings) -> dict[str, str | None]:
 
 def _name(value: object) -> str | None:
     return value if isinstance(value, str) else None
-
-
-def _shown(value: dt.datetime) -> str:
-    return value.isoformat()

@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
+import signal
+import sys
 import uuid
 
 import pytest
 
+from harness.pipeline import command_environment
 from runtime import kafka
 from schemas import topics
 from schemas.config import KafkaSettings
@@ -19,11 +23,15 @@ from tests.integration.stages import TopicWatcher, run_e2ad
 
 pytestmark = pytest.mark.integration
 
-BLUE, FINANCE_A, FINANCE_B, SLASHED, OLD = (str(uuid.uuid4()) for _ in range(5))
+BLUE, FINANCE_A, FINANCE_B, SLASHED, OLD, MISPLACED = (str(uuid.uuid4()) for _ in range(6))
+
+
+def operator(kafka_settings: KafkaSettings) -> dict[str, str]:
+    return {"E2AD_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers}
 
 
 async def logs(kafka_settings: KafkaSettings, *args: str) -> str:
-    return await run_e2ad({"E2AD_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers}, "logs", *args)
+    return await run_e2ad(operator(kafka_settings), "logs", *args)
 
 
 async def log_two_hours_ago(kafka_settings: KafkaSettings) -> None:
@@ -86,3 +94,24 @@ async def test_logs_finds_a_real_failure_groups_by_name_and_only_what_is_newer_t
     assert everything[0] == on_topic[OLD] and len(everything) == 5  # oldest first
     [newest] = [json.loads(line) for line in (await logs(kafka_settings, "--limit", "1", "--json")).splitlines()]
     assert newest == max(recent, key=lambda r: r["at"])
+
+
+async def test_follow_prints_a_failure_logged_while_it_runs_until_ctrl_c(
+    kafka_settings: KafkaSettings, writer: Harness, test_ou: str
+) -> None:
+    follow = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "e2ad", "logs", "--follow", "--status", "failure", "--json",
+        env=command_environment(operator(kafka_settings)),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert follow.stderr is not None and follow.stdout is not None
+        # Once it has read the log to its end, it says so (on standard error, beside JSON), then waits.
+        assert await asyncio.wait_for(follow.stderr.readline(), 20) == b"following ad.results (Ctrl-C ends it)\n"
+        await writer.converge(desired(test_ou, MISPLACED, name="Legal", container=f"OU=Missing,{test_ou}"))
+        record = json.loads(await asyncio.wait_for(follow.stdout.readline(), 20))
+        assert (record["group_id"], record["status"], record["error_code"]) == (MISPLACED, "failure", 32)
+    finally:
+        follow.send_signal(signal.SIGINT)
+        await asyncio.wait_for(follow.wait(), 20)
+    assert follow.returncode == 0

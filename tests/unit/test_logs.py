@@ -179,6 +179,7 @@ def test_an_unknown_name_says_so() -> None:
         (["--until", "soon"], "Invalid value for '--until': 'soon' is neither"),
         (["--since", "1h", "--until", "2h"], "Invalid value for '--until': "),
         (["--follow", "--until", "1h"], "Invalid value for '--until': --follow prints records as they arrive"),
+        (["--group", " "], "Invalid value for '--group': names no group"),
         (["--limit", "0"], "Invalid value for '--limit': 0 is not in the range x>=1"),
         (["--status", "failed"], "Invalid value for '--status': 'failed' is not one of 'success', 'failure'"),
         (["--action", "StagedDeletes"], "Invalid value for '--action': 'StagedDeletes' is not one of"),
