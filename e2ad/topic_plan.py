@@ -132,7 +132,7 @@ def _compare(entry: _Topic, keyed_counts: Mapping[str, int], raise_to: dict[str,
                 "a replication factor below kafka.replication_factor is not raised by e2ad: reassign the "
                 "partitions' replicas with your Kafka tools (kafka-reassign-partitions.sh), or lower "
                 "kafka.replication_factor",
-            )  # fmt: skip
+            )
         )
     if name in topics.KEYED_BY_OBJECT:
         _compare_keyed(spec, state, keyed_counts, found, raise_to)
@@ -147,7 +147,7 @@ def _compare(entry: _Topic, keyed_counts: Mapping[str, int], raise_to: dict[str,
                 "its readers need one order of all its records, and partitions cannot be lowered: with the "
                 "stages stopped, recreate it with 1 partition (a compacted topic's latest records copied "
                 "over)",
-            )  # fmt: skip
+            )
         )
     if state.configs is not None:
         for key, value in spec.topic_configs.items():
@@ -178,7 +178,7 @@ def _compare_keyed(
                 f"together: raise it to {largest} with your Kafka tools (kafka-topics.sh --alter "
                 f"--partitions {largest}), then run `e2ad topics ensure` again, which moves the compacted "
                 "records to their keys' partitions",
-            )  # fmt: skip
+            )
         )
     elif has > wanted:
         found.append(
@@ -189,7 +189,7 @@ def _compare_keyed(
                 f"{wanted} (kafka.partitions)",
                 "refuse",
                 f"partitions cannot be lowered: set kafka.partitions to {has}",
-            )  # fmt: skip
+            )
         )
     elif has < wanted:
         together = len(set(keyed_counts.values())) == 1
@@ -204,7 +204,7 @@ def _compare_keyed(
                 "raise",
                 "ensure raises it, with the other keyed topics, while no stage runs"
                 + ("" if together else ", once they share one count"),
-            )  # fmt: skip
+            )
         )
 
 
