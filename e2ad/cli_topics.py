@@ -126,8 +126,8 @@ def render(specs: list[NewTopic], cluster: Mapping[str, TopicState], plan: Topic
             ("cleanup.policy", policy, wanted["cleanup.policy"]),
             ("retention.ms", retention, _duration(wanted.get("retention.ms"))),
         )
-        table.add_row(spec.name, *(has if item not in found else f"{has} ! {needs}" for item, has, needs in cells),
-                      str(state.records))  # fmt: skip
+        marked = [has if item not in found else f"{has} ! {needs}" for item, has, needs in cells]
+        table.add_row(spec.name, *marked, str(state.records))
     console.print(table)
     for finding in plan.findings:
         console.print(f"! {finding.line()}", soft_wrap=True)

@@ -164,48 +164,29 @@ def _compare_keyed(
 ) -> None:
     """The keyed topics stay co-partitioned: they are raised together from one count, or not at all."""
     wanted, has = spec.num_partitions, state.partitions
-    largest = max(keyed_counts.values())
-    if len(set(keyed_counts.values())) > 1 and has < largest:
+    largest, together = max(keyed_counts.values()), len(set(keyed_counts.values())) == 1
+    needs, remedy = f"{wanted} (kafka.partitions)", "refuse"
+    if not together and has < largest:
         others = ", ".join(f"{n} {c}" for n, c in sorted(keyed_counts.items()) if c != has)
-        found.append(
-            Finding(
-                spec.name,
-                "partitions",
-                str(has),
-                f"as many as the other keyed topics ({others})",
-                "refuse",
-                "the topics keyed by object id must share one partition count, and e2ad raises them only "
-                f"together: raise it to {largest} with your Kafka tools (kafka-topics.sh --alter "
-                f"--partitions {largest}), then run `e2ad topics ensure` again, which moves the compacted "
-                "records to their keys' partitions",
-            )
+        needs = f"as many as the other keyed topics ({others})"
+        why = (
+            "the topics keyed by object id must share one partition count, and e2ad raises them only "
+            f"together: raise it to {largest} with your Kafka tools (kafka-topics.sh --alter "
+            f"--partitions {largest}), then run `e2ad topics ensure` again, which moves the compacted "
+            "records to their keys' partitions"
         )
     elif has > wanted:
-        found.append(
-            Finding(
-                spec.name,
-                "partitions",
-                str(has),
-                f"{wanted} (kafka.partitions)",
-                "refuse",
-                f"partitions cannot be lowered: set kafka.partitions to {has}",
-            )
-        )
+        why = f"partitions cannot be lowered: set kafka.partitions to {has}"
     elif has < wanted:
-        together = len(set(keyed_counts.values())) == 1
+        remedy = "raise"
+        why = "ensure raises it, with the other keyed topics, while no stage runs"
         if together:
             raise_to[spec.name] = wanted
-        found.append(
-            Finding(
-                spec.name,
-                "partitions",
-                str(has),
-                f"{wanted} (kafka.partitions)",
-                "raise",
-                "ensure raises it, with the other keyed topics, while no stage runs"
-                + ("" if together else ", once they share one count"),
-            )
-        )
+        else:
+            why += ", once they share one count"
+    else:
+        return
+    found.append(Finding(spec.name, "partitions", str(has), needs, remedy, why))
 
 
 def home_partition(key: bytes, partitions: int) -> int:
