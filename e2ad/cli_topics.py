@@ -38,12 +38,12 @@ def ensure_(context: Context, wait: bool) -> None:
     try:
         report = run_once(settings, lambda: ensure(settings, specs, wait=wait, waiting=click.echo))
     except TopicsRefused as exc:
-        raise click.ClickException("the topics stay as they are:\n" + "\n".join(exc.lines)) from None
-    for line in ensure_lines(report, specs):
+        raise click.ClickException(str(exc)) from None
+    for line in ensure_lines(report):
         click.echo(line)
 
 
-def ensure_lines(report: EnsureReport, specs: list[NewTopic]) -> list[str]:
+def ensure_lines(report: EnsureReport) -> list[str]:
     """What ensure did, one line per kind of change, then the topics it left as they were."""
     plan = report.plan
     lines = [

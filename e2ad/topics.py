@@ -28,7 +28,6 @@ class TopicsRefused(Exception):
 
     def __init__(self, lines: Sequence[str]) -> None:
         super().__init__("\n".join(lines))
-        self.lines = list(lines)
 
 
 @dataclass
@@ -130,7 +129,7 @@ async def ensure(
     cluster = await read_cluster(settings, [spec.name for spec in specs])
     plan = plan_topics(specs, cluster)
     if plan.refusals:
-        raise TopicsRefused([finding.line() for finding in plan.refusals])
+        raise TopicsRefused(["the topics stay as they are:", *(finding.line() for finding in plan.refusals)])
     if plan.raise_to:
         await _stages_stopped(settings, wait, waiting)
     client = kafka.admin(settings)
@@ -248,5 +247,10 @@ async def _partitions_known(producer: AIOKafkaProducer, topic: str, count: int, 
     deadline = loop.time() + timeout
     while len(await producer.partitions_for(topic)) < count:
         if loop.time() > deadline:
-            raise TopicsRefused([f"{topic}: the broker does not announce its {count} partitions within {timeout:g} s"])
+            raise TopicsRefused(
+                [
+                    f"{topic}: the broker does not announce its {count} partitions within {timeout:g} s; no record "
+                    "was moved yet: run `e2ad topics ensure` again, which moves them once it does"
+                ]
+            )
         await producer.client.force_metadata_update()
