@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -76,12 +77,15 @@ async def test_ensure_raises_the_keyed_topics_and_moves_compacted_records(kafka_
     try:
         await writer.getmany(timeout_ms=1000)  # joined the group
         refused = await run_e2ad(_env(kafka_settings, 6), "topics", "ensure", expect=1)
+        assert f"running: {WRITERS}: " in refused and "Stop the stages" in refused
+        assert (await read_cluster(kafka_settings, [topics.AD_DESIRED]))[topics.AD_DESIRED].partitions == 4
+        waiting = asyncio.create_task(run_e2ad(_env(kafka_settings, 6), "topics", "ensure", "--wait"))
+        await asyncio.sleep(3)
+        assert not waiting.done()  # --wait: still waiting for the writer to leave
     finally:
         await writer.stop()
-    assert f"running: {WRITERS}: " in refused and "Stop the stages" in refused
-    assert (await read_cluster(kafka_settings, [topics.AD_DESIRED]))[topics.AD_DESIRED].partitions == 4
-
-    raised = await run_e2ad(_env(kafka_settings, 6), "topics", "ensure")
+    raised = await asyncio.wait_for(waiting, 30)
+    assert raised.startswith(f"waiting until the stages have left their consumer groups ({WRITERS}: ")
     for name in topics.KEYED_BY_OBJECT:
         assert f"raised {name} from 4 to 6 partitions" in raised
     # Only compacted topics move records: ad.results (time retention) keeps them where they are.
