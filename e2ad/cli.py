@@ -25,6 +25,7 @@ from e2ad.cli_logs import logs
 from e2ad.cli_provision import provision
 from e2ad.cli_quarantine import quarantine
 from e2ad.cli_restart import restart
+from e2ad.cli_topics import topics
 from e2ad.settings import load_settings
 from runtime.config import ConfigError, default_state_dir
 from runtime.logs import configure_logging
@@ -206,6 +207,7 @@ main.add_command(config)
 main.add_command(explain)
 main.add_command(provision)
 main.add_command(logs)
+main.add_command(topics)
 
 
 def _harness(module: str) -> ModuleType:

@@ -187,12 +187,15 @@ async def ensure_topics(settings: KafkaSettings, *, timeout: float = 30.0) -> No
         await client.close()
 
 
-async def apply_topic_specs(client: AIOKafkaAdminClient, specs: list[NewTopic]) -> None:
+async def apply_topic_specs(client: AIOKafkaAdminClient, specs: list[NewTopic]) -> dict[str, str]:
     """Create the topics that do not exist; give existing ones the specs' configs where they differ.
 
     Aligning makes a change of `kafka.results_retention_days`, or of this table, reach topics created
     by an earlier version (which had no retention at all). Settings on a topic that the specs do not
     name, an operator's `min.insync.replicas` say, are kept.
+
+    Returns the topics whose configs could not be read or aligned, with the broker's reason (each
+    is logged as a warning too): a stage starts anyway, `e2ad topics ensure` fails on them.
     """
     existing = set(await client.list_topics())
     missing = [spec for spec in specs if spec.name not in existing]
@@ -202,23 +205,24 @@ async def apply_topic_specs(client: AIOKafkaAdminClient, specs: list[NewTopic]) 
             await client.create_topics(missing)
         log.info("created topics %s", ", ".join(t.name for t in missing))
     present = [spec for spec in specs if spec.name in existing]
-    if present:
-        await _align_configs(client, present)
+    return await _align_configs(client, present) if present else {}
 
 
-async def _align_configs(client: AIOKafkaAdminClient, specs: list[NewTopic]) -> None:
+async def _align_configs(client: AIOKafkaAdminClient, specs: list[NewTopic]) -> dict[str, str]:
     wanted = {spec.name: spec.topic_configs for spec in specs}
+    failed: dict[str, str] = {}
     try:
         described = await client.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in wanted])
     except KafkaError as exc:
         # A broker without DescribeConfigs (tansu), or an account without the right to describe.
         log.warning("cannot read the configs of e2ad's topics, they stay as they are: %r", exc)
-        return
+        return dict.fromkeys(wanted, f"cannot read configs: {exc!r}")
     changes: list[ConfigResource] = []
     for response in described:
         for error_code, error_message, _, name, entries in response.resources:
             if error_code:
                 log.warning("cannot read the configs of topic %s (error %s %s)", name, error_code, error_message)
+                failed[name] = f"cannot read configs: error {error_code} {error_message}"
                 continue
             current = {entry[0]: entry[1] for entry in entries}
             differing = {key: value for key, value in wanted[name].items() if current.get(key) != value}
@@ -233,16 +237,18 @@ async def _align_configs(client: AIOKafkaAdminClient, specs: list[NewTopic]) -> 
                 ", ".join(f"{key} {current.get(key)} -> {value}" for key, value in sorted(differing.items())),
             )
     if not changes:
-        return
+        return failed
     try:
         altered = await client.alter_configs(changes)
     except KafkaError as exc:
         log.warning("cannot align the configs of e2ad's topics, they stay as they are: %r", exc)
-        return
+        return failed | {change.name: f"cannot alter configs: {exc!r}" for change in changes}
     for response in altered:
         for error_code, error_message, _, name in response.resources:
             if error_code:
                 log.warning("cannot align the configs of topic %s (error %s %s)", name, error_code, error_message)
+                failed[name] = f"cannot alter configs: error {error_code} {error_message}"
+    return failed
 
 
 async def wait_until_ready(settings: KafkaSettings, *, timeout: float = 30.0) -> None:

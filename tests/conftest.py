@@ -24,12 +24,12 @@ import pytest
 import pytest_asyncio
 
 from harness.services import Endpoints, LocalServices, free_port
-from runtime.kafka import ensure_topics
+from runtime.kafka import ensure_topics, wait_until_ready
 from schemas.config import AdSettings, KafkaSettings
 from tests.integration.stages import stop_stage
 
 # The fixtures that start a broker or the DC: a test whose fixtures include one must be marked integration.
-SERVICE_FIXTURES = frozenset({"dc_services", "kafka_settings", "failover_kafka_settings"})
+SERVICE_FIXTURES = frozenset({"dc_services", "kafka_settings", "empty_kafka_settings", "failover_kafka_settings"})
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 
 
@@ -110,8 +110,8 @@ def ad_admin(ad_settings: AdSettings) -> Iterator[object]:
 
 
 @pytest_asyncio.fixture
-async def kafka_settings(tmp_path: Path) -> AsyncIterator[KafkaSettings]:
-    """A broker with e2ad's topics: a fresh embedded one per test, or E2AD_TEST_KAFKA_BOOTSTRAP."""
+async def empty_kafka_settings(tmp_path: Path) -> AsyncIterator[KafkaSettings]:
+    """A fresh embedded broker without any topic (E2AD_TEST_KAFKA_BOOTSTRAP: that broker, as it is)."""
     external = os.environ.get("E2AD_TEST_KAFKA_BOOTSTRAP")
     services = None
     if external:
@@ -119,12 +119,21 @@ async def kafka_settings(tmp_path: Path) -> AsyncIterator[KafkaSettings]:
     else:
         services = LocalServices(tmp_path / "services")
         bootstrap = await services.start_kafka()
+    settings = KafkaSettings(bootstrap_servers=bootstrap, partitions=4)
     try:
-        yield await _with_topics(bootstrap)
+        await wait_until_ready(settings)
+        yield settings
     finally:
         if services is not None:
             with contextlib.suppress(Exception):
                 services.stop_kafka()
+
+
+@pytest_asyncio.fixture
+async def kafka_settings(empty_kafka_settings: KafkaSettings) -> KafkaSettings:
+    """A broker with e2ad's topics: a fresh embedded one per test, or E2AD_TEST_KAFKA_BOOTSTRAP."""
+    await ensure_topics(empty_kafka_settings)
+    return empty_kafka_settings
 
 
 @pytest_asyncio.fixture
