@@ -13,10 +13,14 @@ from typing import Any, get_args
 import ldap3
 from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram
 
+from runtime.metrics import change_latency, records, seconds_since
+from schemas import topics
 from schemas.config import AdSettings
 from schemas.results import ProvisioningResult
 from schemas.status import WriterState, WriterStatus
 
+# The decisions that changed AD: their latency is the change's, from ingest to AD.
+CHANGING_ACTIONS = frozenset({"create", "update", "delete"})
 TIMED_OPERATIONS = frozenset({"search", "add", "modify", "modify_dn", "delete"})
 # Samba answers small operations in milliseconds and a modify of thousands of members in about a
 # second (samba-ad-dc.md §5); the connect includes the TLS handshake and the bind.
@@ -64,11 +68,28 @@ class WriterMetrics:
             "Partitions of ad.desired paused: the DC unavailable, quarantine, or the configuration not enabled",
             registry=self.registry,
         )
+        self.consumer_lag = Gauge(
+            "e2ad_writer_consumer_lag",
+            "Records of ad.desired not yet fetched, per partition assigned to this writer",
+            ["partition"],
+            registry=self.registry,
+        )
+        self.change_latency = change_latency(self.registry)
+        self.records = records(self.registry)
 
     def decided(self, result: ProvisioningResult) -> None:
         self.decisions.labels(result.action, result.status).inc()
         self.members.labels("added").inc(result.members_added)
         self.members.labels("removed").inc(result.members_removed)
+        self.records.labels(topics.AD_RESULTS, "out").inc()
+        if result.status == "success" and result.action in CHANGING_ACTIONS and result.source_changed_at is not None:
+            self.change_latency.labels("writer").observe(seconds_since(result.source_changed_at, result.at))
+
+    def show_lag(self, lag: dict[int, int]) -> None:
+        """The lag of each partition assigned now; a partition revoked leaves the gauge."""
+        self.consumer_lag.clear()
+        for partition, records_behind in lag.items():
+            self.consumer_lag.labels(str(partition)).set(records_behind)
 
     def show(self, status: WriterStatus) -> None:
         self.state.state(status.state)
