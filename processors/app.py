@@ -99,6 +99,8 @@ class Staged:
     deletes: list[StagedDelete] = field(default_factory=list)
 
 
+# faust's own metrics (messages in and out per topic, offsets per partition) carry this prefix.
+FAUST_METRICS_PREFIX = "e2ad_processors"
 # On the default registry, which faust's Prometheus sensor serves at /metrics.
 STAGED_DELETES = Gauge("e2ad_processors_staged_deletes", "Deletes staged by the deletion guard for an operator")
 PENDING_DELETES = Gauge("e2ad_processors_pending_deletes", "Deletes waiting for the deletion guard's window")
@@ -143,7 +145,7 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
     loaded = asyncio.Event()
 
     if settings.processors.web_port is not None:
-        setup_prometheus_sensors(app, name_prefix="e2ad_processors")
+        setup_prometheus_sensors(app, name_prefix=FAUST_METRICS_PREFIX)
 
         @app.page("/healthz")
         async def healthz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:

@@ -49,6 +49,13 @@ class WriterMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.ldap_operations = Counter(
+            "e2ad_writer_ldap_operations",
+            "LDAP operations against the DC, by operation and result (the LDAP result's name,"
+            " no_answer when the connection failed; connect: success or failure)",
+            ["operation", "result"],
+            registry=self.registry,
+        )
         self.state = Enum(
             "e2ad_writer_state",
             "running, quarantined or disabled",
@@ -100,19 +107,31 @@ class WriterMetrics:
         """A connector whose connections time each LDAP operation."""
 
         def connect(settings: AdSettings) -> ldap3.Connection:
-            with self.ldap_seconds.labels("connect").time():
-                connection = connector(settings)
-            return _TimedConnection(connection, self.ldap_seconds)  # type: ignore[return-value]
+            result = "failure"
+            try:
+                with self.ldap_seconds.labels("connect").time():
+                    connection = connector(settings)
+                result = "success"
+            finally:
+                self.ldap_operations.labels("connect", result).inc()
+            return _TimedConnection(connection, self.ldap_seconds, self.ldap_operations)  # type: ignore[return-value]
 
         return connect
 
 
-class _TimedConnection:
-    """An ldap3 connection whose operations are timed; every other attribute passes through."""
+def ldap_result(result: object) -> str:
+    """The name of an LDAP result ("success", "noSuchObject", "busy", …: bounded by the protocol's codes)."""
+    description = result.get("description") if isinstance(result, dict) else None
+    return description if isinstance(description, str) and description else "unknown"
 
-    def __init__(self, connection: ldap3.Connection, histogram: Histogram) -> None:
+
+class _TimedConnection:
+    """An ldap3 connection whose operations are timed and counted by result; every other attribute passes through."""
+
+    def __init__(self, connection: ldap3.Connection, histogram: Histogram, operations: Counter) -> None:
         self._connection = connection
         self._histogram = histogram
+        self._operations = operations
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._connection, name)
@@ -122,9 +141,13 @@ class _TimedConnection:
 
         def timed(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
+            result = "no_answer"  # an exception: the connection failed (the writer opens with raise_exceptions off)
             try:
-                return attribute(*args, **kwargs)
+                answer = attribute(*args, **kwargs)
+                result = ldap_result(self._connection.result)
+                return answer
             finally:
                 histogram.observe(time.perf_counter() - started)
+                self._operations.labels(name, result).inc()
 
         return timed
