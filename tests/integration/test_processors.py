@@ -51,8 +51,13 @@ async def test_changes_become_desired_states_and_state_survives_a_restart(
             async with aiohttp.ClientSession() as http:
                 async with http.get(f"http://127.0.0.1:{port}/healthz") as health:
                     assert health.status == 200
+                async with http.get(f"http://127.0.0.1:{port}/readyz") as ready:
+                    assert (ready.status, await ready.json()) == (200, {"status": "ready", "app": "e2ad-processors"})
                 async with http.get(f"http://127.0.0.1:{port}/metrics") as metrics:
-                    assert "e2ad_processors" in await metrics.text()
+                    exposition = await metrics.text()
+        assert "e2ad_processors" in exposition
+        # The user's record published no desired state: only the group's fold is timed.
+        assert 'e2ad_change_latency_seconds_count{stage="processors"} 1.0' in exposition
         assert first.attributes["cn"] == "Engineers_0123456789ab"
         assert [s.id for s in first.skipped_members] == ["u2"]
 
