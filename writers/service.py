@@ -196,7 +196,7 @@ class WriterService:
         status = self.status()
         return status.healthy, topics.jsonable(status)
 
-    # -- readiness (/readyz): joined, Kafka and AD reachable, writing, caught up ------------------
+    # -- readiness (/readyz): joined, Kafka and AD reachable, writing, caught up ----------------
     def _joined(self) -> str | None:
         return None if self._loop is not None else f"not yet consuming {topics.AD_DESIRED}"
 
@@ -208,19 +208,19 @@ class WriterService:
         return None
 
     def _writing(self) -> str | None:
+        # Not the consumer's paused partitions: the loop pauses them while each batch converges.
+        if (state := self.hold.paused_by_configuration) is not None:
+            return f"paused: the active configuration is {state}"
         quarantine = self.quarantine
         if quarantine.state != "running":
-            return f"{quarantine.state}: {quarantine.reason or 'see e2ad quarantine show'}"
-        paused = len(self._consumer.paused()) if self._consumer is not None else 0
-        return f"{paused} partition(s) of {topics.AD_DESIRED} paused" if paused else None
+            return f"{quarantine.state}: {quarantine.reason or 'see e2ad quarantine status'}"
+        return None
 
     def _caught_up(self) -> str | None:
         behind = max(self._lag.values(), default=0)
-        return (
-            f"{behind} records of {topics.AD_DESIRED} behind (ready at {READY_MAX_LAG})"
-            if behind > READY_MAX_LAG
-            else None
-        )
+        if behind <= READY_MAX_LAG:
+            return None
+        return f"{behind} records of {topics.AD_DESIRED} behind on a partition (ready at {READY_MAX_LAG})"
 
     async def _measure_lag(self) -> None:
         """Each assigned partition's lag: its highwater (known once fetched from) less the next offset to fetch."""
