@@ -56,7 +56,7 @@ from runtime.mail import Mailer
 from runtime.metrics import CHANGE_LATENCY, seconds_since
 from runtime.names import instance_name
 from runtime.outages import kafka_not_reachable
-from runtime.web import readiness
+from runtime.web import caught_up, readiness
 from schemas import topics
 from schemas.active import ACTIVE_KEY, ActiveConfiguration
 from schemas.changes import CHANGE_RECORD
@@ -158,16 +158,11 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
         def started() -> str | None:
             return None if loaded.is_set() else "loading the state and the active configuration"
 
-        def caught_up() -> str | None:
+        def behind() -> int:
             monitor = app.monitor  # faust's Prometheus monitor tracks the offsets it sees
-            behind = changes_behind(monitor.tp_end_offsets, monitor.tp_read_offsets, monitor.tp_committed_offsets)
-            return (
-                f"{behind} records of {topics.GRAPH_CHANGES} behind (ready at {READY_MAX_LAG})"
-                if behind > READY_MAX_LAG
-                else None
-            )
+            return changes_behind(monitor.tp_end_offsets, monitor.tp_read_offsets, monitor.tp_committed_offsets)
 
-        ready = readiness([started, kafka_not_reachable, caught_up])
+        ready = readiness([started, kafka_not_reachable, caught_up(topics.GRAPH_CHANGES, behind, READY_MAX_LAG)])
 
         @app.page("/readyz")
         async def readyz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:

@@ -34,6 +34,16 @@ def readiness(checks: Sequence[ReadinessCheck]) -> Health:
     return ready
 
 
+def caught_up(topic: str, behind: Callable[[], int], most: int) -> ReadinessCheck:
+    """A readiness check: at most `most` records of `topic` wait for the stage (`behind` counts them now)."""
+
+    def check() -> str | None:
+        count = behind()
+        return None if count <= most else f"{count} records of {topic} behind (ready at {most} or fewer)"
+
+    return check
+
+
 def add_health_routes(
     app: web.Application, health: Health, ready: Health, registry: CollectorRegistry = REGISTRY
 ) -> None:

@@ -36,7 +36,7 @@ from runtime.active_config import ActiveConfigFollower, file_differs
 from runtime.kafka import stop_quietly
 from runtime.names import instance_name
 from runtime.outages import kafka_not_reachable
-from runtime.web import HealthServer, readiness
+from runtime.web import HealthServer, caught_up, readiness
 from schemas import topics
 from schemas.active import ActiveConfiguration
 from schemas.config import Settings
@@ -96,7 +96,9 @@ class WriterService:
             await self._pending.start()
             if self.settings.writer.web_port is not None:
                 web = self.settings.writer
-                checks = [self._joined, kafka_not_reachable, self._ad_reachable, self._writing, self._caught_up]
+                # The lag of its partition furthest behind: one partition behind holds its groups back.
+                behind = caught_up(topics.AD_DESIRED, lambda: max(self._lag.values(), default=0), READY_MAX_LAG)
+                checks = [self._joined, kafka_not_reachable, self._ad_reachable, self._writing, behind]
                 self._health = HealthServer(
                     "writer", web.web_host, web.web_port, self._health_body, readiness(checks), self.metrics.registry
                 )
@@ -215,12 +217,6 @@ class WriterService:
         if quarantine.state != "running":
             return f"{quarantine.state}: {quarantine.reason or 'see e2ad quarantine status'}"
         return None
-
-    def _caught_up(self) -> str | None:
-        behind = max(self._lag.values(), default=0)
-        if behind <= READY_MAX_LAG:
-            return None
-        return f"{behind} records of {topics.AD_DESIRED} behind on a partition (ready at {READY_MAX_LAG})"
 
     async def _measure_lag(self) -> None:
         """Each assigned partition's lag: its highwater (known once fetched from) less the next offset to fetch."""

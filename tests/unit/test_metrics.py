@@ -12,6 +12,7 @@ from aiokafka import TopicPartition
 from ingest.metrics import RoundClock
 from ingest.webhook import build_app
 from processors.app import changes_behind
+from runtime.web import caught_up
 from schemas import topics
 from schemas.config import WebhookSettings
 from schemas.results import ProvisioningResult
@@ -71,6 +72,14 @@ async def test_readyz_names_every_reason_at_once(client: TestClient, sink: Recor
     status, body = await answer(client, "/readyz")
     assert (status, body["reasons"]) == (503, ["Kafka producer not started", graph_side.reason])
     assert await answer(client, "/healthz") == (503, {"status": "starting", "reason": "Kafka producer not started"})
+
+
+def test_caught_up_allows_at_most_the_given_lag() -> None:
+    waiting = [1000]
+    check = caught_up(topics.AD_DESIRED, lambda: waiting[0], 1000)
+    assert check() is None
+    waiting[0] = 1001
+    assert check() == "1001 records of ad.desired behind (ready at 1000 or fewer)"
 
 
 def result(action: str, status: str, *, changed_seconds_before: float | None = 3.0) -> ProvisioningResult:
