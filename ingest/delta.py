@@ -28,6 +28,7 @@ from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.users.delta.delta_request_builder import DeltaRequestBuilder as UsersDeltaRequestBuilder
 
 from ingest.graph_client import describe_graph_error
+from ingest.metrics import DELTA_CHANGES, DELTA_PAGES, RECORDS, THROTTLED
 from runtime import kafka
 from schemas import topics
 from schemas.active import ActiveConfiguration
@@ -245,6 +246,7 @@ async def _read_pages(
     while True:
         page = await send_page(client, make_request, page_size)
         pages += 1
+        DELTA_PAGES.labels(resource).inc()
         items.extend(page.get("value") or [])
         if next_link := page.get("@odata.nextLink"):
             make_request = follow(builder, next_link)
@@ -300,6 +302,7 @@ async def send_page(
         except APIError as exc:
             if exc.response_status_code != 429 or attempt >= MAX_THROTTLED_ATTEMPTS:
                 raise
+            THROTTLED.inc()
             delay = _retry_after(exc)
             log.warning("Graph throttled a delta page (attempt %d): retrying in %.1f s", attempt, delay)
             await asyncio.sleep(delay)
@@ -421,6 +424,9 @@ class DeltaReader:
             for record in records
         ]
         await asyncio.gather(*sent)  # every record acknowledged before the cursor moves on
+        RECORDS.labels(topics.GRAPH_CHANGES, "out").inc(len(records))
+        for record in records:
+            DELTA_CHANGES.labels(record.kind).inc()
 
     def _continues_from(self, resource: DeltaResource, select: list[str]) -> str | None:
         cursor = self._cursors.get(resource)

@@ -16,8 +16,10 @@ their state.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -32,10 +34,19 @@ from ingest.control import ControlReader
 from ingest.delta import DeltaReader, group_select
 from ingest.graph_client import build_credential, build_graph_client, close_graph_client, describe_graph_error
 from ingest.graph_transport import GraphTransport
+from ingest.metrics import (
+    DELTA_INTERVAL,
+    DELTA_ROUND_AGE,
+    DELTA_ROUND_SECONDS,
+    RECORDS,
+    SUBSCRIPTION_EXPIRY,
+    RoundClock,
+)
 from ingest.subscriptions import SubscriptionKeeper
 from runtime import kafka
 from runtime.active_config import ActiveConfigFollower, file_differs
 from runtime.kafka import stop_quietly
+from runtime.metrics import CHANGE_LATENCY, seconds_since
 from runtime.outages import Stopped, unreachable, until_stopped
 from schemas import topics
 from schemas.active import ActiveConfiguration
@@ -56,6 +67,7 @@ class _Due:
     at: float
     reauthorize: set[str] = field(default_factory=set)  # subscription ids asking for reauthorization
     offsets: dict[TopicPartition, int] = field(default_factory=dict)  # hint offsets to commit after the round
+    hinted_at: dt.datetime | None = None  # when the webhook received the earliest notification it serves
 
 
 class GraphWorker:
@@ -67,6 +79,10 @@ class GraphWorker:
         self._transport = GraphTransport.from_settings(settings.graph)
         self.completed_rounds = 0
         self.failed_rounds = 0
+        self.last_round_failed = False
+        self._round_clock = RoundClock()
+        DELTA_ROUND_AGE.set_function(self._round_clock.age)
+        DELTA_INTERVAL.set(settings.graph.delta_interval_seconds)
         self.deleted = False  # the active configuration is deleted: rounds pause
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -129,6 +145,7 @@ class GraphWorker:
             # Paused, a due round must not turn the poll below into a spin.
             wait = POLL_SECONDS if self.deleted else min(max(due.at - loop.time(), 0.0), POLL_SECONDS)
             for partition, messages in (await hints.getmany(timeout_ms=int(wait * 1000))).items():
+                RECORDS.labels(topics.GRAPH_NOTIFICATIONS, "in").inc(len(messages))
                 for message in messages:
                     if self._take_hint(message.value, due):
                         due.at = min(due.at, loop.time() + graph.hint_debounce_seconds)
@@ -145,8 +162,15 @@ class GraphWorker:
             if loop.time() < due.at or stop.is_set():
                 continue
             served = dict(due.offsets)
-            if await self._round(reader, keeper, due.reauthorize):
+            started = time.perf_counter()
+            succeeded = await self._round(reader, keeper, due.reauthorize)
+            DELTA_ROUND_SECONDS.labels("success" if succeeded else "failure").observe(time.perf_counter() - started)
+            self.last_round_failed = not succeeded
+            if succeeded:
                 self.completed_rounds += 1
+                self._round_clock.succeeded()
+                if due.hinted_at is not None:
+                    CHANGE_LATENCY.labels("ingest").observe(seconds_since(due.hinted_at, dt.datetime.now(dt.UTC)))
                 await self._commit(hints, served)
                 due = _Due(at=loop.time() + graph.delta_interval_seconds)
             else:
@@ -228,6 +252,8 @@ class GraphWorker:
         for notification in batch.notifications:
             if notification.lifecycle_event == LifecycleEventType.reauthorization_required:
                 due.reauthorize.add(notification.subscription_id)
+        if batch.notifications and (due.hinted_at is None or batch.received_at < due.hinted_at):
+            due.hinted_at = batch.received_at
         return bool(batch.notifications)
 
     async def _round(self, reader: DeltaReader, keeper: SubscriptionKeeper | None, reauthorize: set[str]) -> bool:
@@ -243,6 +269,8 @@ class GraphWorker:
             except Exception as exc:
                 # Subscriptions only speed things up: the delta round still runs.
                 log.error("keeping Graph subscriptions failed: %s", describe_graph_error(exc))
+            for kept in keeper.subscriptions.values():
+                SUBSCRIPTION_EXPIRY.labels(kept.resource).set(kept.expires_at.timestamp())
         try:
             await reader.run_round()
         except KafkaError as exc:
@@ -257,6 +285,17 @@ class GraphWorker:
             return False
         # A pending reauthorization keeps its hint uncommitted, so a restart asks again.
         return not reauthorize
+
+    def not_ready(self) -> str | None:
+        """Why ingest is not ready on the Graph side: no delta round succeeded yet, or the last one failed.
+
+        A round published every change Graph had for it, so a successful last round means caught up.
+        """
+        if self.last_round_failed:
+            return "the last delta round failed (see the log); it is retried"
+        if self.completed_rounds == 0 and not self.deleted:
+            return "no delta round has finished yet"
+        return None
 
     # -- running on a thread of its own ------------------------------------------------------
 

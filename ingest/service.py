@@ -24,7 +24,9 @@ async def run_ingest(
 ) -> None:
     worker = GraphWorker(settings, credential=credential)  # first: it checks the Graph transport settings
     await ensure_topics(settings.kafka)
-    app = build_app(settings.webhook, NotificationSink(settings.kafka), tenant_id=settings.graph.tenant_id)
+    app = build_app(
+        settings.webhook, NotificationSink(settings.kafka), tenant_id=settings.graph.tenant_id, ready=[worker.not_ready]
+    )
     runner = web.AppRunner(app)
     await runner.setup()
     # The webhook listens before the worker subscribes: Graph validates the URL while subscribing.

@@ -24,9 +24,11 @@ from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
+from ingest.metrics import RECORDS
 from runtime import kafka
 from runtime.errors import error_lines
-from runtime.web import Health, add_health_routes
+from runtime.outages import kafka_not_reachable
+from runtime.web import Health, ReadinessCheck, add_health_routes, readiness
 from schemas import topics
 from schemas.config import KafkaSettings, WebhookSettings
 from schemas.notifications import ChangeNotification, ChangeNotificationCollection, NotificationBatch
@@ -140,6 +142,7 @@ class NotificationSink:
                     ack.cancel()
 
         await asyncio.wait_for(send_all(), PERSIST_TIMEOUT_SECONDS)
+        RECORDS.labels(topics.GRAPH_NOTIFICATIONS, "out").inc(len(records))
 
     async def close(self) -> None:
         if self._starting is not None:
@@ -228,8 +231,17 @@ class _Forgeries:
         self._log.flush()
 
 
-def build_app(webhook: WebhookSettings, sink: RecordSink, *, tenant_id: str | None = None) -> web.Application:
-    """The webhook app; with tenant_id (graph.tenant_id), notifications of other tenants are dropped."""
+def build_app(
+    webhook: WebhookSettings,
+    sink: RecordSink,
+    *,
+    tenant_id: str | None = None,
+    ready: Sequence[ReadinessCheck] = (),
+) -> web.Application:
+    """The webhook app; with tenant_id (graph.tenant_id), notifications of other tenants are dropped.
+
+    /readyz adds `ready` (the graph worker's checks, in `e2ad ingest`) to the webhook's own.
+    """
     # handler_args reach aiohttp's request handler however the app is run (e2ad ingest, tests). No
     # access log: a line per request would let anyone fill the disk; the metrics count the replies.
     app = web.Application(client_max_size=webhook.max_body_bytes, handler_args={"logger": http_log, "access_log": None})
@@ -238,7 +250,7 @@ def build_app(webhook: WebhookSettings, sink: RecordSink, *, tenant_id: str | No
     authentic = _authenticity(expected, _tenant(tenant_id))
     for endpoint, path in (("notifications", NOTIFICATIONS_PATH), ("lifecycle", LIFECYCLE_PATH)):
         app.router.add_post(path, _handler(endpoint, authentic, forgeries, webhook.max_body_bytes, sink))
-    add_health_routes(app, _readiness(sink))
+    add_health_routes(app, _health(sink), readiness([_producer_started(sink), kafka_not_reachable, *ready]))
     app.on_response_prepare.append(_security_headers)
 
     async def start_sink(_: web.Application) -> None:
@@ -386,11 +398,15 @@ async def _security_headers(_: web.Request, response: web.StreamResponse) -> Non
     response.headers["X-Content-Type-Options"] = "nosniff"
 
 
-def _readiness(sink: RecordSink) -> Health:
+def _health(sink: RecordSink) -> Health:
     def health() -> tuple[bool, dict[str, object]]:
-        # Ready only once deliveries can be persisted: until then each one would be refused.
-        if not sink.ready:
-            return False, {"status": "starting", "reason": "Kafka producer not started"}
+        # Healthy only once deliveries can be persisted: until then each one would be refused.
+        if (reason := _producer_started(sink)()) is not None:
+            return False, {"status": "starting", "reason": reason}
         return True, {"status": "ok"}
 
     return health
+
+
+def _producer_started(sink: RecordSink) -> ReadinessCheck:
+    return lambda: None if sink.ready else "Kafka producer not started"

@@ -27,7 +27,7 @@ import asyncio
 import datetime as dt
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,7 +53,10 @@ from runtime.active_config import ActiveConfigurationError, file_differs, parse_
 from runtime.errors import describe_errors
 from runtime.faust_worker import SignalBoundedWorker
 from runtime.mail import Mailer
+from runtime.metrics import CHANGE_LATENCY, seconds_since
 from runtime.names import instance_name
+from runtime.outages import kafka_not_reachable
+from runtime.web import caught_up, readiness
 from schemas import topics
 from schemas.active import ACTIVE_KEY, ActiveConfiguration
 from schemas.changes import CHANGE_RECORD
@@ -74,6 +77,8 @@ RETRY_MAX_SECONDS = 30.0
 TICK_SECONDS = 1.0
 # The counts on e2ad.status are refreshed at most this often; a trip or its end at once.
 STATUS_EVERY_SECONDS = 5.0
+# Caught up (/readyz): at most this many records of graph.changes not yet folded in, over all partitions.
+READY_MAX_LAG = 1000
 # A record to send: topic, key, value (None: a tombstone), headers.
 Output = tuple[faust.TopicT, bytes | None, bytes | None, dict[str, bytes] | None]
 
@@ -94,6 +99,8 @@ class Staged:
     deletes: list[StagedDelete] = field(default_factory=list)
 
 
+# faust's own metrics (messages in and out per topic, offsets per partition) carry this prefix.
+FAUST_METRICS_PREFIX = "e2ad_processors"
 # On the default registry, which faust's Prometheus sensor serves at /metrics.
 STAGED_DELETES = Gauge("e2ad_processors_staged_deletes", "Deletes staged by the deletion guard for an operator")
 PENDING_DELETES = Gauge("e2ad_processors_pending_deletes", "Deletes waiting for the deletion guard's window")
@@ -138,7 +145,7 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
     loaded = asyncio.Event()
 
     if settings.processors.web_port is not None:
-        setup_prometheus_sensors(app, name_prefix="e2ad_processors")
+        setup_prometheus_sensors(app, name_prefix=FAUST_METRICS_PREFIX)
 
         @app.page("/healthz")
         async def healthz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
@@ -147,6 +154,20 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
                 body = {"status": status.state, "reason": status.reason, "app": APP_ID, **topics.jsonable(status)}
                 return web.json(body, status=503)
             return web.json({"status": "ok", "app": APP_ID, "staged": status.staged, "pending": status.pending})
+
+        def started() -> str | None:
+            return None if loaded.is_set() else "loading the state and the active configuration"
+
+        def behind() -> int:
+            monitor = app.monitor  # faust's Prometheus monitor tracks the offsets it sees
+            return changes_behind(monitor.tp_end_offsets, monitor.tp_read_offsets, monitor.tp_committed_offsets)
+
+        ready = readiness([started, kafka_not_reachable, caught_up(topics.GRAPH_CHANGES, behind, READY_MAX_LAG)])
+
+        @app.page("/readyz")
+        async def readyz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+            is_ready, body = ready()
+            return web.json({**body, "app": APP_ID}, status=200 if is_ready else 503)
 
     async def durable(writes: list[Output]) -> None:
         """Send, then wait until the broker has acknowledged every one."""
@@ -218,17 +239,18 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
                 writes.append((results, topics.key(decision.group_id), topics.encode(decision), None))
         return writes
 
-    def decide(event: faust.EventT, effects: Staged) -> list[Output]:
+    def decide(event: faust.EventT, effects: Staged) -> tuple[list[Output], dt.datetime | None]:
+        """The outputs of one graph.changes record, and when ingest observed its change (None: unusable)."""
         try:
             record = CHANGE_RECORD.validate_json(event.value)
         except ValidationError as exc:
             # Never stop the stream for one bad record: park it where operators look.
             key = event.key.decode(errors="replace") if event.key else "?"
             log.error("unusable record for object %s on %s:\n%s", key, topics.GRAPH_CHANGES, describe_errors(exc))
-            return [(dead_letter, event.key, event.value, {"e2ad-error": str(exc).encode()})]
+            return [(dead_letter, event.key, event.value, {"e2ad-error": str(exc).encode()})], None
         if current.core is None:
-            return []  # the configuration is deleted: nothing is provisioned, no state is kept
-        return publish(current.core.apply(record), effects)
+            return [], None  # the configuration is deleted: nothing is provisioned, no state is kept
+        return publish(current.core.apply(record), effects), record.observed_at
 
     async def fold(event: faust.EventT) -> None:
         message = event.message
@@ -237,8 +259,10 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
         # Outputs first, then the state that records them as published, then the offset: a
         # crash at any point repeats at most this record, and never loses a desired state.
         effects = Staged()
-        outputs = decide(event, effects)
+        outputs, observed_at = decide(event, effects)
         await durable(outputs + status_writes(utc_now(), at_once=effects.trip is not None))
+        if observed_at is not None and any(target is desired for target, *_ in outputs):
+            CHANGE_LATENCY.labels("processors").observe(seconds_since(observed_at, utc_now()))
         await durable([(state, key, value, None) for key, value in store.changed_keys()] + guard_state())
         await durable([(state, *store.applied(message.topic, message.partition, message.offset), None)])
         noticed(effects, utc_now())
@@ -463,6 +487,21 @@ class GuardGate:
         STAGED_DELETES.set(status.staged)
         PENDING_DELETES.set(status.pending)
         THRESHOLD_EXCEEDED.set(1 if status.trip else 0)
+
+
+def changes_behind(
+    end: Mapping[TopicPartition, int], read: Mapping[TopicPartition, int], committed: Mapping[TopicPartition, int]
+) -> int:
+    """Records of graph.changes not yet folded in: each partition's end offset less the next offset to read
+    (after the last record read, else the last commit); a partition with neither is not counted."""
+    behind = 0
+    for tp, end_offset in end.items():
+        if tp.topic != topics.GRAPH_CHANGES:
+            continue
+        next_offset = read[tp] + 1 if tp in read else committed.get(tp)
+        if next_offset is not None:
+            behind += max(end_offset - next_offset, 0)
+    return behind
 
 
 def forced(order: ControlCommand, now: dt.datetime, window_seconds: float) -> bool:

@@ -128,6 +128,15 @@ class AiokafkaOutageFilter(logging.Filter):
 
 
 OUTAGE_FILTER = AiokafkaOutageFilter()
+# A stage is not ready while aiokafka failed to connect this recently (it retries about every 200 ms).
+READY_AFTER_FAILURE_SECONDS = 5.0
+
+
+def kafka_not_reachable() -> str | None:
+    """A readiness check (runtime/web.py): why Kafka counts as out of reach, None when it does not."""
+    if not OUTAGE_FILTER.failing_within(READY_AFTER_FAILURE_SECONDS):
+        return None
+    return f"Kafka unreachable: {OUTAGE_FILTER.last_error or 'no broker answered'} ({KAFKA_SETTING})"
 
 
 def tame_aiokafka() -> None:

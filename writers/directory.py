@@ -96,6 +96,11 @@ class Directory:
         if self._connection is None:
             self._connection = self._connector(self.settings)
 
+    @property
+    def connected(self) -> bool:
+        """Bound to the DC (a connection that failed since is closed, and opened again by the next write)."""
+        return self._connection is not None
+
     def close(self) -> None:
         if self._connection is not None:
             close(self._connection)

@@ -13,10 +13,14 @@ from typing import Any, get_args
 import ldap3
 from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram
 
+from runtime.metrics import change_latency, records, seconds_since
+from schemas import topics
 from schemas.config import AdSettings
 from schemas.results import ProvisioningResult
 from schemas.status import WriterState, WriterStatus
 
+# The decisions that changed AD: their latency is the change's, from ingest to AD.
+CHANGING_ACTIONS = frozenset({"create", "update", "delete"})
 TIMED_OPERATIONS = frozenset({"search", "add", "modify", "modify_dn", "delete"})
 # Samba answers small operations in milliseconds and a modify of thousands of members in about a
 # second (samba-ad-dc.md §5); the connect includes the TLS handshake and the bind.
@@ -45,6 +49,13 @@ class WriterMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.ldap_operations = Counter(
+            "e2ad_writer_ldap_operations",
+            "LDAP operations against the DC, by operation and result (the LDAP result's name,"
+            " no_answer when the connection failed; connect: success or failure)",
+            ["operation", "result"],
+            registry=self.registry,
+        )
         self.state = Enum(
             "e2ad_writer_state",
             "running, quarantined or disabled",
@@ -64,11 +75,28 @@ class WriterMetrics:
             "Partitions of ad.desired paused: the DC unavailable, quarantine, or the configuration not enabled",
             registry=self.registry,
         )
+        self.consumer_lag = Gauge(
+            "e2ad_writer_consumer_lag",
+            "Records of ad.desired not yet fetched, per partition assigned to this writer",
+            ["partition"],
+            registry=self.registry,
+        )
+        self.change_latency = change_latency(self.registry)
+        self.records = records(self.registry)
 
     def decided(self, result: ProvisioningResult) -> None:
         self.decisions.labels(result.action, result.status).inc()
         self.members.labels("added").inc(result.members_added)
         self.members.labels("removed").inc(result.members_removed)
+        self.records.labels(topics.AD_RESULTS, "out").inc()
+        if result.status == "success" and result.action in CHANGING_ACTIONS and result.source_changed_at is not None:
+            self.change_latency.labels("writer").observe(seconds_since(result.source_changed_at, result.at))
+
+    def show_lag(self, lag: dict[int, int]) -> None:
+        """The lag of each partition assigned now; a partition revoked leaves the gauge."""
+        self.consumer_lag.clear()
+        for partition, records_behind in lag.items():
+            self.consumer_lag.labels(str(partition)).set(records_behind)
 
     def show(self, status: WriterStatus) -> None:
         self.state.state(status.state)
@@ -79,19 +107,31 @@ class WriterMetrics:
         """A connector whose connections time each LDAP operation."""
 
         def connect(settings: AdSettings) -> ldap3.Connection:
-            with self.ldap_seconds.labels("connect").time():
-                connection = connector(settings)
-            return _TimedConnection(connection, self.ldap_seconds)  # type: ignore[return-value]
+            result = "failure"
+            try:
+                with self.ldap_seconds.labels("connect").time():
+                    connection = connector(settings)
+                result = "success"
+            finally:
+                self.ldap_operations.labels("connect", result).inc()
+            return _TimedConnection(connection, self.ldap_seconds, self.ldap_operations)  # type: ignore[return-value]
 
         return connect
 
 
-class _TimedConnection:
-    """An ldap3 connection whose operations are timed; every other attribute passes through."""
+def ldap_result(result: object) -> str:
+    """The name of an LDAP result ("success", "noSuchObject", "busy", …: bounded by the protocol's codes)."""
+    description = result.get("description") if isinstance(result, dict) else None
+    return description if isinstance(description, str) and description else "unknown"
 
-    def __init__(self, connection: ldap3.Connection, histogram: Histogram) -> None:
+
+class _TimedConnection:
+    """An ldap3 connection whose operations are timed and counted by result; every other attribute passes through."""
+
+    def __init__(self, connection: ldap3.Connection, histogram: Histogram, operations: Counter) -> None:
         self._connection = connection
         self._histogram = histogram
+        self._operations = operations
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._connection, name)
@@ -101,9 +141,13 @@ class _TimedConnection:
 
         def timed(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
+            result = "no_answer"  # an exception: the connection failed (the writer opens with raise_exceptions off)
             try:
-                return attribute(*args, **kwargs)
+                answer = attribute(*args, **kwargs)
+                result = ldap_result(self._connection.result)
+                return answer
             finally:
                 histogram.observe(time.perf_counter() - started)
+                self._operations.labels(name, result).inc()
 
         return timed

@@ -29,13 +29,14 @@ from types import TracebackType
 
 import pydantic
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalStateError, KafkaError
 
 from runtime import kafka
 from runtime.active_config import ActiveConfigFollower, file_differs
 from runtime.kafka import stop_quietly
 from runtime.names import instance_name
-from runtime.web import HealthServer
+from runtime.outages import kafka_not_reachable
+from runtime.web import HealthServer, caught_up, readiness
 from schemas import topics
 from schemas.active import ActiveConfiguration
 from schemas.config import Settings
@@ -54,6 +55,9 @@ log = logging.getLogger(__name__)
 CONSUMER_GROUP = "e2ad-writers"
 # A stopping writer's tombstone on e2ad.status waits no longer than this for Kafka.
 TOMBSTONE_SECONDS = 1.0
+# Caught up: at most this many records of ad.desired not yet fetched on any partition (a full round
+# publishes thousands at once; the writer is not ready while it works through them).
+READY_MAX_LAG = 1000
 
 
 class WriterService:
@@ -74,6 +78,7 @@ class WriterService:
         self._health: HealthServer | None = None
         self._sink: GroupSink | None = None
         self._loop: PartitionLoop | None = None
+        self._lag: dict[int, int] = {}  # records not yet fetched, per assigned partition of ad.desired
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -91,8 +96,11 @@ class WriterService:
             await self._pending.start()
             if self.settings.writer.web_port is not None:
                 web = self.settings.writer
+                # The lag of its partition furthest behind: one partition behind holds its groups back.
+                behind = caught_up(topics.AD_DESIRED, lambda: max(self._lag.values(), default=0), READY_MAX_LAG)
+                checks = [self._joined, kafka_not_reachable, self._ad_reachable, self._writing, behind]
                 self._health = HealthServer(
-                    "writer", web.web_host, web.web_port, self._health_body, self.metrics.registry
+                    "writer", web.web_host, web.web_port, self._health_body, readiness(checks), self.metrics.registry
                 )
                 await self._health.start()
             self._sink = GroupSink(
@@ -190,6 +198,41 @@ class WriterService:
         status = self.status()
         return status.healthy, topics.jsonable(status)
 
+    # -- readiness (/readyz): joined, Kafka and AD reachable, writing, caught up ----------------
+    def _joined(self) -> str | None:
+        return None if self._loop is not None else f"not yet consuming {topics.AD_DESIRED}"
+
+    def _ad_reachable(self) -> str | None:
+        if (since := self.hold.unavailable_since) is not None:
+            return f"AD unreachable since {since.isoformat(timespec='seconds')}"
+        if self._sink is None or not self._sink.connected:
+            return "not bound to AD"
+        return None
+
+    def _writing(self) -> str | None:
+        # Not the consumer's paused partitions: the loop pauses them while each batch converges.
+        if (state := self.hold.paused_by_configuration) is not None:
+            return f"paused: the active configuration is {state}"
+        quarantine = self.quarantine
+        if quarantine.state != "running":
+            return f"{quarantine.state}: {quarantine.reason or 'see e2ad quarantine status'}"
+        return None
+
+    async def _measure_lag(self) -> None:
+        """Each assigned partition's lag: its highwater (known once fetched from) less the next offset to fetch."""
+        assert self._consumer is not None
+        lag: dict[int, int] = {}
+        for tp in self._consumer.assignment():
+            highwater = self._consumer.highwater(tp)
+            if highwater is None:
+                continue  # not fetched from yet
+            try:  # a fetch answered, so the position is valid and position() returns at once
+                lag[tp.partition] = max(highwater - await self._consumer.position(tp), 0)
+            except IllegalStateError:
+                continue  # revoked meanwhile
+        self._lag = lag
+        self.metrics.show_lag(lag)
+
     @property
     def web_port(self) -> int | None:
         return self._health.port if self._health else None
@@ -214,6 +257,7 @@ class WriterService:
         """Before each poll: the active configuration's changes, then the commands on e2ad.control
         (clear-quarantine or restart ends the hold now)."""
         assert self._control is not None and self._loop is not None and self._configuration is not None
+        await self._measure_lag()
         changes = await self._configuration.changes()
         if changes:
             self._follow(changes[-1])  # the latest is the one in effect; the others only passed

@@ -91,6 +91,10 @@ class GroupSink:
         """Bind to AD. Raises DirectoryUnavailable or BindRejected."""
         await self._on_ldap_thread(self._directory.open)
 
+    @property
+    def connected(self) -> bool:
+        return self._directory.connected
+
     async def close(self) -> None:
         if not self._closed:  # a writer may stop twice: after a failed start, and on exit
             self._closed = True
@@ -100,6 +104,7 @@ class GroupSink:
     # -- what the callers hand over -------------------------------------------------------------
     async def write(self, records: Sequence[ConsumerRecord], stop: asyncio.Event) -> int:
         """The partition loop's batch (writers/loop.py Sink)."""
+        self.metrics.records.labels(topics.AD_DESIRED, "in").inc(len(records))
         return await self.converge([DesiredRecord.of(record) for record in records], stop)
 
     async def converge(self, records: Sequence[DesiredRecord], stop: asyncio.Event) -> int:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import TopicPartition
+from prometheus_client import REGISTRY
 
 from harness.standin import GraphStandin, running_standin
 from ingest.delta import GROUP_SELECT
@@ -56,6 +57,11 @@ async def group_change(kafka_settings: KafkaSettings, group_id: str) -> GroupCha
     return record
 
 
+def sample(name: str, **labels: str) -> float:
+    """A sample of ingest's metrics (the default registry: process-wide, so tests compare before and after)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 async def committed_hints(kafka_settings: KafkaSettings) -> int | None:
     consumer = kafka.consumer(kafka_settings, group_id=CONSUMER_GROUP)
     await consumer.start()
@@ -70,15 +76,26 @@ async def test_round_at_start_then_one_debounced_round_for_a_burst_of_hints(
 ) -> None:
     group_id = standin.tenant.add_group("Sales").object_id
     worker = GraphWorker(settings_for(standin, kafka_settings), credential=FakeAsyncCredential(standin.issue_token()))
+    assert worker.not_ready() == "no delta round has finished yet"
+    before = {
+        "pages": sample("e2ad_graph_delta_pages_total", resource="groups"),
+        "changes": sample("e2ad_graph_delta_changes_total", kind="group.changed"),
+        "rounds": sample("e2ad_graph_delta_round_seconds_count", outcome="success"),
+        "latency": sample("e2ad_change_latency_seconds_count", stage="ingest"),
+        "hints": sample("e2ad_records_total", topic=topics.GRAPH_NOTIFICATIONS, direction="in"),
+    }
     worker.start_thread()
     try:
         await until(lambda: worker.completed_rounds == 1, "the round at start", timeout=15)
         assert (await group_change(kafka_settings, group_id)).full_round
+        assert worker.not_ready() is None
+        assert sample("e2ad_change_latency_seconds_count", stage="ingest") == before["latency"]  # no hint: untimed
 
         mutation = standin.tenant.update_group(group_id, displayName="Sales EMEA")
         await publish(kafka_settings, topics.GRAPH_NOTIFICATIONS, [hint(group_id), hint(group_id)])
         await until(lambda: worker.completed_rounds == 2, "the debounced round the hints brought forward", timeout=15)
         latency = time.monotonic() - mutation.monotonic
+        assert sample("e2ad_graph_delta_round_age_seconds") < 5
 
         # No third round: both hints shared the debounced one. A hint is committed only after the
         # round it brought forward, so once both are, every round they led to is counted.
@@ -95,6 +112,13 @@ async def test_round_at_start_then_one_debounced_round_for_a_burst_of_hints(
     assert len(standin.requests_to("/groups/delta")) == 2
     assert latency < 5
     assert await committed_hints(kafka_settings) == 2
+    # Two rounds of one groups page each, each publishing the group; the hinted round timed once.
+    assert sample("e2ad_graph_delta_pages_total", resource="groups") - before["pages"] == 2
+    assert sample("e2ad_graph_delta_changes_total", kind="group.changed") - before["changes"] == 2
+    assert sample("e2ad_graph_delta_round_seconds_count", outcome="success") - before["rounds"] == 2
+    assert sample("e2ad_records_total", topic=topics.GRAPH_NOTIFICATIONS, direction="in") - before["hints"] == 2
+    assert sample("e2ad_change_latency_seconds_count", stage="ingest") - before["latency"] == 1
+    assert sample("e2ad_graph_delta_interval_seconds") == 60
 
 
 async def test_graph_failure_is_logged_and_retried_without_crashing(
@@ -107,8 +131,10 @@ async def test_graph_failure_is_logged_and_retried_without_crashing(
     worker.start_thread()
     try:
         await until(lambda: worker.failed_rounds >= 2, "two failed rounds", timeout=15)
+        assert worker.not_ready() == "the last delta round failed (see the log); it is retried"
         standin.issued_tokens.add("not-issued-yet")  # the credential starts working
         await until(lambda: worker.completed_rounds >= 1, "a round once the credential works", timeout=15)
+        assert worker.not_ready() is None
     finally:
         await asyncio.to_thread(worker.stop)
 
@@ -129,6 +155,10 @@ async def test_reauthorization_required_hint_reauthorizes_then_runs_a_round(
             await until(lambda: worker.completed_rounds == 1, "the round at start", timeout=15)
             subscriptions = {s["resource"]: s["id"] for s in standin.subscriptions.subscriptions.values()}
             assert set(subscriptions) == {"/groups", "/users"}
+            for resource, subscription in standin.subscriptions.subscriptions.items():
+                expires_at = sample("e2ad_graph_subscription_expires_at_seconds", resource=subscription["resource"])
+                expected = dt.datetime.fromisoformat(subscription["expirationDateTime"]).timestamp()
+                assert abs(expires_at - expected) < 1, resource
             groups_subscription = subscriptions["/groups"]
             await standin.send_lifecycle(groups_subscription)
             assert groups_subscription in standin.subscriptions.paused

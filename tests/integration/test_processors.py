@@ -14,6 +14,7 @@ from schemas.changes import GroupChanged, MemberRef, UserChanged
 from schemas.config import KafkaSettings
 from schemas.desired import DesiredGroup
 from tests.integration.stages import TopicWatcher, publish, running_stage
+from tests.polling import until
 
 GROUP = "5a0c7a52-6c3e-4d1d-9d5b-0123456789ab"
 NOW = dt.datetime.now(dt.UTC)
@@ -51,8 +52,19 @@ async def test_changes_become_desired_states_and_state_survives_a_restart(
             async with aiohttp.ClientSession() as http:
                 async with http.get(f"http://127.0.0.1:{port}/healthz") as health:
                     assert health.status == 200
-                async with http.get(f"http://127.0.0.1:{port}/metrics") as metrics:
-                    assert "e2ad_processors" in await metrics.text()
+                async with http.get(f"http://127.0.0.1:{port}/readyz") as ready:
+                    assert (ready.status, await ready.json()) == (200, {"status": "ready", "app": "e2ad-processors"})
+
+                async def timed() -> str | None:
+                    # Observed once the broker acknowledged the desired state: just after it is readable.
+                    async with http.get(f"http://127.0.0.1:{port}/metrics") as metrics:
+                        text = await metrics.text()
+                    return text if 'e2ad_change_latency_seconds_count{stage="processors"}' in text else None
+
+                exposition = await until(timed, "the group's fold timed", timeout=10)
+        assert "e2ad_processors" in exposition
+        # The user's record published no desired state: only the group's fold is timed.
+        assert 'e2ad_change_latency_seconds_count{stage="processors"} 1.0' in exposition
         assert first.attributes["cn"] == "Engineers_0123456789ab"
         assert [s.id for s in first.skipped_members] == ["u2"]
 

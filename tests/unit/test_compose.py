@@ -27,6 +27,7 @@ COMPOSE = ROOT / "compose.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
 SECRETS_DIR = PurePosixPath("/run/secrets")
 STAGES = ("ingest", "processor", "writer")
+MONITORING = ("prometheus", "grafana")  # on deploy/'s files, not the e2ad image
 # The secrets each stage reads, and no others: the graph worker the app's credential and the
 # webhook the clientState (one process, `e2ad ingest`); the processors only Kafka; the writers AD.
 STAGE_SECRETS = {
@@ -109,7 +110,7 @@ def test_the_schema_check_catches_a_misspelt_healthcheck(compose: dict, compose_
 
 def test_every_stage_runs_from_the_e2ad_image_on_kafka(compose: dict) -> None:
     services = compose["services"]
-    assert {name: s.get("command") for name, s in services.items() if name != "kafka"} == {
+    assert {name: s.get("command") for name, s in services.items() if name not in ("kafka", *MONITORING)} == {
         "ingest": ["ingest"],
         "processor": ["process"],
         "writer": ["write"],
@@ -246,3 +247,42 @@ def test_the_processors_data_is_on_a_volume_the_image_gives_its_user(compose: di
     made = set().union(*(directories_created(args, "e2ad") for name, args in stage[:user_at] if name == "RUN"))
     assert any(state_dir.is_relative_to(d) for d in made)
     assert stage[0][1].startswith("python:"), "the healthchecks run the image's python"
+
+
+def test_prometheus_scrapes_every_stage_on_its_web_port_and_loads_the_alert_rules(
+    compose: dict, tmp_path: Path
+) -> None:
+    mounts = {PurePosixPath(target): source for source, target in _bind_mounts(compose["services"]["prometheus"])}
+    config = yaml.safe_load((ROOT / mounts[PurePosixPath("/etc/prometheus/prometheus.yml")]).read_text())
+    rules = {PurePosixPath(path) for path in config["rule_files"]}
+    assert rules and all(rule in mounts and (ROOT / mounts[rule]).is_file() for rule in rules)
+    scraped = set()
+    for job in config["scrape_configs"]:
+        scraped |= {
+            tuple(target.split(":")) for static in job.get("static_configs", []) for target in static["targets"]
+        }
+        scraped |= {(name, str(sd["port"])) for sd in job.get("dns_sd_configs", []) for name in sd["names"]}
+    for stage in STAGES:
+        _, port = web_endpoint(stage, stage_settings(compose["services"][stage], tmp_path))
+        assert (stage, str(port)) in scraped, f"{stage} is not scraped on its web port {port}"
+
+
+def test_grafana_loads_the_dashboard_from_the_folder_its_provider_reads(compose: dict) -> None:
+    mounts = dict(_bind_mounts(compose["services"]["grafana"]))
+    provisioning = ROOT / next(source for source, target in mounts.items() if target == "/etc/grafana/provisioning")
+    [provider] = yaml.safe_load((provisioning / "dashboards" / "e2ad.yaml").read_text())["providers"]
+    dashboards = [
+        source
+        for source, target in mounts.items()
+        if PurePosixPath(target).parent == PurePosixPath(provider["options"]["path"])
+    ]
+    assert dashboards and all((ROOT / source).is_file() for source in dashboards)
+
+
+def _bind_mounts(service: dict) -> list[tuple[str, str]]:
+    """(repository path, container path) of the service's bind mounts of repository files."""
+    return [
+        (source, target)
+        for source, target, *_ in (str(entry).split(":") for entry in service.get("volumes", []))
+        if source.startswith("./")
+    ]
