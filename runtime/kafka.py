@@ -10,11 +10,11 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
@@ -359,13 +359,53 @@ async def read_partitions(
         await stop_quietly(reader)
 
 
+async def latest_offsets(
+    settings: KafkaSettings, starts: Mapping[TopicPartition, int]
+) -> dict[TopicPartition, tuple[int, dict[bytes | None, int]]]:
+    """Each partition's end now, and the offset of each key's last record from its start offset to that end."""
+    offsets: dict[TopicPartition, dict[bytes | None, int]] = {tp: {} for tp in starts}
+
+    def note(tp: TopicPartition, record: ConsumerRecord) -> None:
+        offsets[tp][record.key] = record.offset
+
+    reader = consumer(settings, group_id=None)
+    try:
+        await reader.start()
+        ends = await _scan_to_end(reader, starts, note)
+    finally:
+        await stop_quietly(reader)
+    return {tp: (ends[tp], offsets[tp]) for tp in starts}
+
+
 async def _read_to_end(
     reader: AIOKafkaConsumer, starts: Mapping[TopicPartition, int | None]
 ) -> dict[TopicPartition, dict[bytes, bytes]]:
     """Read with `reader` up to each partition's end as it is now; a tombstone removes its key."""
     latest: dict[TopicPartition, dict[bytes, bytes]] = {tp: {} for tp in starts}
+
+    def keep(tp: TopicPartition, record: ConsumerRecord) -> None:
+        if record.key is None:
+            return
+        if record.value is None:
+            latest[tp].pop(record.key, None)
+        else:
+            latest[tp][record.key] = record.value
+
+    await _scan_to_end(reader, starts, keep)
+    return latest
+
+
+async def _scan_to_end(
+    reader: AIOKafkaConsumer,
+    starts: Mapping[TopicPartition, int | None],
+    seen: Callable[[TopicPartition, ConsumerRecord], None],
+) -> dict[TopicPartition, int]:
+    """Hand `seen` every record from each start offset (None: the beginning) to the partition's end as it is now.
+
+    Returns those ends.
+    """
     if not starts:
-        return latest
+        return {}
     reader.assign(list(starts))
     for tp, start in starts.items():
         if start is None:
@@ -376,13 +416,9 @@ async def _read_to_end(
     while any([await reader.position(tp) < end[tp] for tp in starts]):
         for tp, records in (await reader.getmany(timeout_ms=500)).items():
             for record in records:
-                if record.key is None or record.offset >= end[tp]:
-                    continue
-                if record.value is None:
-                    latest[tp].pop(record.key, None)
-                else:
-                    latest[tp][record.key] = record.value
-    return latest
+                if record.offset < end[tp]:
+                    seen(tp, record)
+    return end
 
 
 async def broadcast_reader(settings: KafkaSettings, topic: str) -> AIOKafkaConsumer:

@@ -1,6 +1,7 @@
 """A partition loop: each poll's batch goes to a sink, and only what the sink finished is committed.
 
-As quix-streams' sinks do it: per partition the records collapse to the latest per key, the sink
+As quix-streams' sinks do it: per partition the records collapse to the latest per key (and,
+behind the end a partition had when assigned, to the latest there: writers/backlog.py), the sink
 writes them, and the loop (not the sink) commits. A sink that cannot go on raises Backpressure:
 the loop commits what it finished, rewinds each partition to its first record not finished,
 pauses every partition and keeps polling (so the consumer stays in its group), then after the
@@ -13,19 +14,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
+
+from writers.backlog import Backlogs, Batches
 
 log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_MS = 500
 # A probe after a hold resumes the partitions and waits this long for one record to arrive.
 PROBE_FETCH_TIMEOUT_MS = 1000
-
-Batches = Mapping[TopicPartition, Sequence[ConsumerRecord]]
 
 
 class Backpressure(Exception):
@@ -65,15 +66,18 @@ class PartitionLoop:
         consumer: AIOKafkaConsumer,
         sink: Sink,
         *,
+        backlogs: Backlogs,
         between_polls: Callable[[], Awaitable[None]],
         fetching: Callable[[bool], None],
         paused: Callable[[int], object],
     ) -> None:
-        """`between_polls` runs before each poll; `fetching(False)` stops the other consumers
+        """`backlogs` keeps superseded records below a partition's end from the sink (writers/backlog.py);
+        `between_polls` runs before each poll; `fetching(False)` stops the other consumers
         fetching while the sink writes (True lets them again); `paused` is told how many
         partitions are paused after each change."""
         self._consumer = consumer
         self._sink = sink
+        self._backlogs = backlogs
         self._between_polls = between_polls
         self._fetching = fetching
         self._paused = paused
@@ -126,7 +130,7 @@ class PartitionLoop:
     async def _flush(self, batches: Batches, stop: asyncio.Event) -> None:
         self._fetching(False)
         self._consumer.pause(*self._consumer.assignment())
-        records = latest_per_key(batches)
+        records = await self._backlogs.latest_only(batches, latest_per_key(batches), self._consumer.highwater)
         try:
             done = await self._sink.write(records, stop)
         except Backpressure as exc:

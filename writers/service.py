@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Mapping
 from types import TracebackType
 
 import pydantic
@@ -42,6 +43,7 @@ from schemas.active import ActiveConfiguration
 from schemas.config import Settings
 from schemas.control import ControlCommand
 from schemas.status import WriterStatus
+from writers.backlog import Backlog, Backlogs
 from writers.connection import BindRejected
 from writers.errors import DirectoryUnavailable
 from writers.hold import Hold
@@ -122,14 +124,16 @@ class WriterService:
                 self.quarantine.credentials_rejected(str(exc))
                 log.error("writer %s is quarantined: %s", self.name, exc)
             self._consumer = kafka.consumer(self.settings.kafka, group_id=CONSUMER_GROUP)
+            backlogs = Backlogs(self._read_backlogs)
             self._loop = PartitionLoop(
                 self._consumer,
                 self._sink,
+                backlogs=backlogs,
                 between_polls=self._obey,
                 fetching=self._fetching,
                 paused=self.metrics.paused_partitions.set,
             )
-            listener = _HoldNewPartitions(self._loop, self._pending, self._consumer)
+            listener = _HoldNewPartitions(self._loop, self._pending, self._consumer, backlogs)
             self._consumer.subscribe([topics.AD_DESIRED], listener=listener)
             await self._consumer.start()
             if (wait := self.hold.wait()) != 0:  # quarantined by the bind, or paused: hold until released
@@ -282,6 +286,18 @@ class WriterService:
                     self._loop.release()
                 await self._publish_status()  # a restart also resets the counts the status shows
 
+    async def _read_backlogs(self, starts: Mapping[TopicPartition, int]) -> dict[TopicPartition, Backlog]:
+        read = await kafka.latest_offsets(self.settings.kafka, starts)
+        for tp, (end, _) in read.items():
+            log.info(
+                "writer %s reads %s from %d behind its end %d: only each group's latest record is applied",
+                self.name,
+                tp,
+                starts[tp],
+                end,
+            )
+        return {tp: Backlog(end, latest) for tp, (end, latest) in read.items()}
+
     def _follow(self, active: ActiveConfiguration | None) -> None:
         """Take the active configuration's containers, and pause writing unless it is enabled."""
         assert self._sink is not None
@@ -320,9 +336,11 @@ class _HoldNewPartitions(ConsumerRebalanceListener):  # type: ignore[misc]
     loop: PartitionLoop
     pending: PendingKafka
     consumer: AIOKafkaConsumer
+    backlogs: Backlogs
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         self.pending.revoked(revoked)
+        self.backlogs.revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.loop.assigned()

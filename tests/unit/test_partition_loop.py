@@ -9,6 +9,7 @@ import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
 from writers import loop as partition_loop
+from writers.backlog import Backlog, Backlogs
 from writers.loop import Backpressure, PartitionLoop, latest_per_key, offsets_after
 
 P0, P1 = TopicPartition("t", 0), TopicPartition("t", 1)
@@ -66,8 +67,9 @@ def test_a_partition_moved_away_meanwhile_is_neither_committed_nor_rewound() -> 
 class FakeConsumer:
     """Two partitions with fixed logs; fetches from the position of each partition not paused."""
 
-    def __init__(self, logs: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+    def __init__(self, logs: dict[TopicPartition, list[ConsumerRecord]], per_poll: int | None = None) -> None:
         self.logs = logs
+        self.per_poll = per_poll  # records per partition and poll (None: all there are)
         self.position = dict.fromkeys(logs, 0)
         self.committed: dict[TopicPartition, int] = {}
         self._paused: set[TopicPartition] = set()
@@ -90,10 +92,20 @@ class FakeConsumer:
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         self.committed.update(offsets)
 
+    def highwater(self, tp: TopicPartition) -> int:
+        return len(self.logs[tp])
+
+    async def backlogs(self, starts: dict[TopicPartition, int]) -> dict[TopicPartition, Backlog]:
+        """What kafka.latest_offsets reads, from the fixed logs."""
+        return {
+            tp: Backlog(len(self.logs[tp]), {r.key: r.offset for r in self.logs[tp][start:]})
+            for tp, start in starts.items()
+        }
+
     async def getmany(self, *, timeout_ms: int, max_records: int | None = None) -> dict:
         batches = {}
         for tp, log in sorted(self.logs.items()):
-            wanted = log[self.position[tp] :][: max_records or None]
+            wanted = log[self.position[tp] :][: max_records or self.per_poll]
             if tp in self._paused or not wanted or (max_records and batches):
                 continue
             batches[tp] = wanted
@@ -134,6 +146,7 @@ def make_loop(consumer: FakeConsumer, sink: FakeSink, paused: list[int]) -> Part
     return PartitionLoop(
         consumer,  # type: ignore[arg-type]
         sink,
+        backlogs=Backlogs(consumer.backlogs),  # type: ignore[arg-type]
         between_polls=nothing,
         fetching=lambda on: None,
         paused=paused.append,
@@ -185,3 +198,14 @@ async def test_a_hold_without_a_delay_lasts_until_released() -> None:
     loop.release()
     await asyncio.wait_for(task, 5)
     assert sink.written == [(0, 0), (0, 1)] and consumer.committed == {P0: 2}
+
+
+async def test_behind_the_end_only_the_latest_record_of_a_group_reaches_the_sink() -> None:
+    # One record per poll: without the backlog a (its old state) would be written before a's latest.
+    log = [record(P0, 0, "a", "old"), record(P0, 1, "b"), record(P0, 2, "a", "new"), record(P0, 3, "c")]
+    consumer = FakeConsumer({P0: log, P1: []}, per_poll=1)
+    stop = asyncio.Event()
+    sink = FakeSink(stop, expected=3, capacity=None, retry_after=0)
+    await run_loop(consumer, sink, [])
+    assert sink.written == [(0, 1), (0, 2), (0, 3)]
+    assert consumer.committed[P0] == 4  # the superseded record counts as finished
