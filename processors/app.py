@@ -266,6 +266,8 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
         await durable([(state, key, value, None) for key, value in store.changed_keys()] + guard_state())
         await durable([(state, *store.applied(message.topic, message.partition, message.offset), None)])
         noticed(effects, utc_now())
+        if store.horizon is not None and not store.replaying():
+            await caught_up()
 
     async def command(event: faust.EventT) -> None:
         try:
@@ -326,7 +328,7 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
             current.core = None
         else:
             try:
-                core = compile_core(settings, active, users=store.users, groups=store.groups, parents=store.parents)
+                core = core_for(active)
             except ValueError as exc:
                 if previous is None:
                     raise ActiveConfigurationError(f"{topics.CONFIG} version {active.version}: {exc}") from None
@@ -358,6 +360,33 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
             active.version, active.state, len(store.groups), len(outputs),
         )  # fmt: skip
 
+    def core_for(active: ActiveConfiguration) -> ProvisioningState:
+        return compile_core(
+            settings, active, users=store.users, groups=store.groups, parents=store.parents, replaying=store.replaying()
+        )
+
+    async def caught_up() -> None:
+        """A replay's horizon is reached: every group's desired state, evaluated once from the state folded up to it.
+
+        Groups already published with that state are not published again; the writers, level-
+        triggered, leave the groups already right in AD as they are.
+        """
+        now = utc_now()
+        effects = Staged()
+        outputs: list[Output] = []
+        if current.active is not None and current.active.job is not None:
+            current.core = core_for(current.active)  # no longer paused by the replay
+            outputs = publish(current.core.reevaluate(now), effects)
+        await durable(outputs + status_writes(now, at_once=True))
+        changed = [(state, key, value, None) for key, value in store.changed_keys()] + guard_state()
+        await durable([*changed, (state, *store.replay_finished(), None)])
+        noticed(effects, now)
+        log.info(
+            "replay caught up with its horizon: %d groups evaluated, %d records published",
+            len(store.groups),
+            len(outputs),
+        )
+
     async def configuration() -> ActiveConfiguration:
         """The active configuration; the file's, published as version 1, when there is none yet."""
         active = await read_active(settings.kafka)
@@ -382,6 +411,8 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
             await reload()
             current.active = None  # evaluated again against the state just loaded
             await reconfigure(await configuration())
+            if store.horizon is not None and not store.replaying():
+                await caught_up()  # nothing left below it (an empty replay, or a crash before its tombstone)
             # The status as the state has it: quarantined again after a restart while deletes are staged.
             await durable(status_writes(utc_now(), at_once=True))
             loaded.set()

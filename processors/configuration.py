@@ -39,9 +39,19 @@ def first_configuration(job: ProvisioningJob, *, changed_by: str, source: str | 
 
 
 def compile_core(
-    settings: Settings, active: ActiveConfiguration, *, users: State, groups: State, parents: State
+    settings: Settings,
+    active: ActiveConfiguration,
+    *,
+    users: State,
+    groups: State,
+    parents: State,
+    replaying: bool = False,
 ) -> ProvisioningState:
-    """The provisioning core for an enabled or disabled configuration; ValueError if it cannot be used."""
+    """The provisioning core for an enabled or disabled configuration; ValueError if it cannot be used.
+
+    Paused (folding, publishing nothing) while the configuration is not enabled, and while a
+    replay's records are folded (processors/state.py ProcessorStore.replaying).
+    """
     if active.job is None:
         raise ValueError(f"version {active.version} is {active.state} and carries no configuration")
     effective = settings.with_job(active.job)
@@ -53,7 +63,7 @@ def compile_core(
         users=users,
         groups=groups,
         parents=parents,
-        paused=active.state != "enabled",
+        paused=active.state != "enabled" or replaying,
         on_premises_users=effective.membership.on_premises_users,
     )
 

@@ -37,6 +37,9 @@ TABLES = ("users", "groups")  # parents is derived from groups (see ProcessorSto
 _APPLIED = "applied"
 _GUARD = "guard"  # the deletion guard's records: guard/guard, guard/deletes/<group id>
 _CONFIG = "config/evaluated"  # the active configuration the groups' published states were evaluated with
+# `e2ad replay processors`: the end offsets of graph.changes when the replay was issued ("topic/partition" ->
+# offset). Until every partition is folded up to it nothing is published (see replay_horizon).
+_REPLAY = "replay/horizon"
 _SEPARATOR = "/"
 
 Write = tuple[bytes, bytes | None]  # a processors.state record: key, value (None: deleted)
@@ -85,6 +88,7 @@ class ProcessorStore:
         self._applied: dict[str, int] = {}  # "topic/partition" -> offset of the last record folded in
         self.guard: dict[str, Any] = {}  # the deletion guard's records as last loaded (DeletionGuard.from_state)
         self.evaluated: dict[str, Any] | None = None  # see evaluated_with
+        self.horizon: dict[str, int] | None = None  # see replaying
 
     @property
     def users(self) -> TrackedTable:
@@ -104,6 +108,7 @@ class ProcessorStore:
         self._applied.clear()
         self.guard.clear()
         self.evaluated = None
+        self.horizon = None
         self.parents.clear()
         for table in self.tables.values():
             table._data.clear()
@@ -112,6 +117,8 @@ class ProcessorStore:
             value = json.loads(raw_value)
             if raw_key.decode() == _CONFIG:
                 self.evaluated = value
+            elif raw_key.decode() == _REPLAY:
+                self.horizon = {where: int(offset) for where, offset in value.items()}
             elif name == _APPLIED:
                 self._applied[key] = int(value)
             elif name == _GUARD:
@@ -129,6 +136,22 @@ class ProcessorStore:
     def already_applied(self, topic: str, partition: int, offset: int) -> bool:
         """True for a record Kafka delivers again although its effect is in the state already."""
         return offset <= self._applied.get(f"{topic}{_SEPARATOR}{partition}", -1)
+
+    def replaying(self) -> bool:
+        """Whether a replay's records are still being folded: some partition is below its horizon.
+
+        Below it the fold re-reads history, whose desired states are superseded by later records:
+        published, they would put back for a while a member removed since. Nothing is published
+        until the state has caught up with the horizon; then every group is evaluated once.
+        """
+        if self.horizon is None:
+            return False
+        return any(self._applied.get(where, -1) < end - 1 for where, end in self.horizon.items())
+
+    def replay_finished(self) -> Write:
+        """The horizon's tombstone, written once the groups' states caught up with it are published."""
+        self.horizon = None
+        return _REPLAY.encode(), None
 
     def changed_keys(self) -> list[Write]:
         """The writes of the record being folded in, the latest per key; taking them clears them."""
@@ -162,6 +185,29 @@ class ProcessorStore:
         where = f"{topic}{_SEPARATOR}{partition}"
         self._applied[where] = offset
         return _state_key(_APPLIED, where), _encode(offset)
+
+
+def replay_writes(
+    latest: Mapping[bytes, bytes], topic: str, starts: Mapping[int, int], ends: Mapping[int, int], *, fresh: bool
+) -> list[Write]:
+    """The processors.state records that make stopped processors fold `topic` again from `starts`.
+
+    fresh: every user, group and applied marker is dropped (tombstones), so the partitions are
+    folded from offset 0 into an empty state; the deletion guard's records and the evaluated
+    configuration stay (staged deletes are still staged). Otherwise each replayed partition's
+    applied marker moves back before its start, and its records are folded again onto the
+    current state: each key a record writes is set to what that record and the later ones make
+    it, so the state that results is the current one. The horizon (`ends`) is written first: a
+    command cut off after it leaves the processors holding their output until they pass it.
+    """
+    where = {partition: f"{topic}{_SEPARATOR}{partition}" for partition in ends}
+    writes: list[Write] = [(_REPLAY.encode(), _encode({where[p]: end for p, end in sorted(ends.items())}))]
+    if fresh:
+        dropped = (*TABLES, _APPLIED)
+        writes += [(raw, None) for raw in sorted(latest) if raw.decode().partition(_SEPARATOR)[0] in dropped]
+    else:
+        writes += [(_state_key(_APPLIED, where[p]), _encode(start - 1)) for p, start in sorted(starts.items())]
+    return writes
 
 
 def _state_key(table: str, key: str) -> bytes:
