@@ -24,6 +24,7 @@ from e2ad.cli_expr import expr
 from e2ad.cli_logs import logs
 from e2ad.cli_provision import provision
 from e2ad.cli_quarantine import quarantine
+from e2ad.cli_replay import replay
 from e2ad.cli_restart import restart
 from e2ad.cli_topics import topics
 from e2ad.settings import load_settings
@@ -208,6 +209,7 @@ main.add_command(explain)
 main.add_command(provision)
 main.add_command(logs)
 main.add_command(topics)
+main.add_command(replay)
 
 
 def _harness(module: str) -> ModuleType:
