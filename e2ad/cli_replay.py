@@ -35,7 +35,7 @@ class StageRunning(RuntimeError):
 
 
 @click.command()
-@click.argument("stage")
+@click.argument("stage", type=click.Choice(["processors", "writers", "ingest"]))
 @click.option(
     "--from",
     "origin",
