@@ -267,7 +267,7 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
         await durable([(state, *store.applied(message.topic, message.partition, message.offset), None)])
         noticed(effects, utc_now())
         if store.horizon is not None and not store.replaying():
-            await caught_up()
+            await horizon_reached()
 
     async def command(event: faust.EventT) -> None:
         try:
@@ -365,7 +365,7 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
             settings, active, users=store.users, groups=store.groups, parents=store.parents, replaying=store.replaying()
         )
 
-    async def caught_up() -> None:
+    async def horizon_reached() -> None:
         """A replay's horizon is reached: every group's desired state, evaluated once from the state folded up to it.
 
         Groups already published with that state are not published again; the writers, level-
@@ -412,7 +412,7 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
             current.active = None  # evaluated again against the state just loaded
             await reconfigure(await configuration())
             if store.horizon is not None and not store.replaying():
-                await caught_up()  # nothing left below it (an empty replay, or a crash before its tombstone)
+                await horizon_reached()  # nothing left below it (an empty replay, or a crash before its tombstone)
             # The status as the state has it: quarantined again after a restart while deletes are staged.
             await durable(status_writes(utc_now(), at_once=True))
             loaded.set()
