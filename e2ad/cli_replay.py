@@ -16,6 +16,7 @@ from aiokafka import TopicPartition
 
 from e2ad.control import run_once
 from e2ad.replay import Origin, ReplayError, ReplayPlan, Stage, describe_plan, parse_origin, plan_replay, stage_named
+from e2ad.topics import running_members
 from processors.state import replay_writes
 from runtime import kafka
 from runtime.kafka import stop_quietly
@@ -132,26 +133,18 @@ async def look_up(settings: KafkaSettings, stage: Stage, origin: Origin) -> Repl
     return plan_replay(stage, origin, beginnings=beginnings, ends=ends, committed=committed, by_time=by_time)
 
 
-async def members(settings: KafkaSettings, group: str) -> list[str]:
-    """The consumer group's members, as client id @ host."""
-    client = kafka.admin(settings)
-    await client.start()
-    try:
-        [response] = await client.describe_consumer_groups([group])
-    finally:
-        await client.close()
-    [described] = response.groups
-    return [f"{client_id}@{host.lstrip('/')}" for _, client_id, host, _, _ in described[5]]
+async def _members(settings: KafkaSettings, group: str) -> list[str]:
+    return (await running_members(settings, [group])).get(group, [])
 
 
 async def apply(settings: KafkaSettings, plan: ReplayPlan, *, wait_seconds: float | None) -> None:
     """Move the group's offsets (and for the processors their state) once the stage has no member."""
     stage = plan.stage
-    running = await members(settings, stage.group)
+    running = await _members(settings, stage.group)
     deadline = asyncio.get_running_loop().time() + (wait_seconds or 0)
     while running and wait_seconds is not None and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(WAIT_POLL_SECONDS)
-        running = await members(settings, stage.group)
+        running = await _members(settings, stage.group)
     if running:
         waited = f"still after {wait_seconds:g} s" if wait_seconds is not None else "now"
         raise StageRunning(

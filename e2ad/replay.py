@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from e2ad.logs import parse_time
 from schemas import topics
 
 
@@ -33,8 +34,6 @@ STAGES = {
     "writers": Stage("writers", topics.AD_DESIRED, "e2ad-writers"),
 }
 BEGINNING = "beginning"
-_RELATIVE = re.compile(r"^(\d+)([smhd])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _PARTITION_OFFSET = re.compile(r"^(\d+):(\d+)$")
 
 
@@ -62,21 +61,8 @@ class Origin:
         return self.at is None and self.offsets is None
 
 
-def parse_time(option: str, text: str, now: dt.datetime) -> dt.datetime:
-    """An ISO-8601 time (UTC unless it says otherwise) or a time ago: 90s, 30m, 1h, 2d."""
-    if relative := _RELATIVE.match(text):
-        return now - dt.timedelta(**{_UNITS[relative[2]]: int(relative[1])})
-    try:
-        at = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise ReplayError(
-            f"{option} {text!r}: not an ISO-8601 time (2026-12-02T10:00Z) nor a time ago (30m, 1h, 2d)"
-        ) from None
-    return at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
-
-
 def parse_origin(text: str, now: dt.datetime) -> Origin:
-    """--from: `beginning`, a time (see parse_time), an offset for every partition, or P:OFFSET[,P:OFFSET…]."""
+    """--from: `beginning`, a time (as `e2ad logs --since` takes one), an offset, or P:OFFSET[,P:OFFSET…]."""
     if text == BEGINNING:
         return Origin()
     if text.isdigit():
@@ -84,7 +70,10 @@ def parse_origin(text: str, now: dt.datetime) -> Origin:
     if ":" in text and all(_PARTITION_OFFSET.match(part) for part in text.split(",")):
         pairs = [_PARTITION_OFFSET.match(part) for part in text.split(",")]
         return Origin(offsets={int(m[1]): int(m[2]) for m in pairs if m is not None})
-    return Origin(at=parse_time("--from", text, now))
+    try:
+        return Origin(at=parse_time(text, now))
+    except ValueError as exc:
+        raise ReplayError(f"--from: {exc}, nor `beginning`, an offset or P:OFFSET") from None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,13 @@ NOW = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.UTC)
 PROCESSORS, WRITERS = STAGES["processors"], STAGES["writers"]
 
 
+def test_the_stages_consumer_groups_are_theirs() -> None:
+    from processors.app import APP_ID
+    from writers.service import CONSUMER_GROUP
+
+    assert (PROCESSORS.group, WRITERS.group) == (APP_ID, CONSUMER_GROUP)
+
+
 def test_from_accepts_beginning_times_times_ago_and_offsets() -> None:
     assert parse_origin("beginning", NOW).beginning
     assert parse_origin("2h", NOW).at == NOW - dt.timedelta(hours=2)
@@ -24,7 +31,7 @@ def test_from_accepts_beginning_times_times_ago_and_offsets() -> None:
 
 
 def test_an_unreadable_from_names_the_option() -> None:
-    with pytest.raises(ReplayError, match=r"--from 'yesterday': not an ISO-8601 time"):
+    with pytest.raises(ReplayError, match=r"--from: 'yesterday' is neither a duration .*, nor `beginning`, an offset"):
         parse_origin("yesterday", NOW)
 
 
