@@ -266,7 +266,7 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
         await durable([(state, key, value, None) for key, value in store.changed_keys()] + guard_state())
         await durable([(state, *store.applied(message.topic, message.partition, message.offset), None)])
         noticed(effects, utc_now())
-        if store.horizon is not None and not store.replaying():
+        if store.replay_caught_up():
             await horizon_reached()
 
     async def command(event: faust.EventT) -> None:
@@ -411,7 +411,7 @@ def create_app(settings: Settings, datadir: Path) -> faust.App:
             await reload()
             current.active = None  # evaluated again against the state just loaded
             await reconfigure(await configuration())
-            if store.horizon is not None and not store.replaying():
+            if store.replay_caught_up():
                 await horizon_reached()  # nothing left below it (an empty replay, or a crash before its tombstone)
             # The status as the state has it: quarantined again after a restart while deletes are staged.
             await durable(status_writes(utc_now(), at_once=True))

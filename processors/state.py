@@ -148,6 +148,10 @@ class ProcessorStore:
             return False
         return any(self._applied.get(where, -1) < end - 1 for where, end in self.horizon.items())
 
+    def replay_caught_up(self) -> bool:
+        """Whether a replay's horizon is set and every partition is folded up to it: time to publish."""
+        return self.horizon is not None and not self.replaying()
+
     def replay_finished(self) -> Write:
         """The horizon's tombstone, written once the groups' states caught up with it are published."""
         self.horizon = None
