@@ -26,6 +26,7 @@ from e2ad.cli_provision import provision
 from e2ad.cli_quarantine import quarantine
 from e2ad.cli_replay import replay
 from e2ad.cli_restart import restart
+from e2ad.cli_status import monitor, status
 from e2ad.cli_topics import topics
 from e2ad.settings import load_settings
 from runtime.config import ConfigError, default_state_dir
@@ -210,6 +211,8 @@ main.add_command(provision)
 main.add_command(logs)
 main.add_command(topics)
 main.add_command(replay)
+main.add_command(status)
+main.add_command(monitor)
 
 
 def _harness(module: str) -> ModuleType:

@@ -13,7 +13,7 @@ from runtime import kafka
 from schemas import topics
 from schemas.config import KafkaSettings
 from schemas.control import ALL_WRITERS, ControlCommand
-from schemas.status import PROCESSORS_KEY, WriterStatus
+from schemas.status import INGEST_KEY, PROCESSORS_KEY, WriterStatus
 
 if TYPE_CHECKING:
     from e2ad.cli import Context
@@ -50,7 +50,8 @@ def clear(context: Context, writer: str) -> None:
 
 async def read_statuses(settings: KafkaSettings) -> list[WriterStatus]:
     latest = await kafka.read_latest(settings, topics.STATUS)
-    latest.pop(topics.key(PROCESSORS_KEY), None)  # the processors' deletion guard (ProcessorStatus), not a writer
+    for stage in (PROCESSORS_KEY, INGEST_KEY):  # the stages' own records (ProcessorStatus, IngestStatus), not writers
+        latest.pop(topics.key(stage), None)
     return sorted((topics.decode(WriterStatus, value) for value in latest.values()), key=lambda s: s.writer)
 
 

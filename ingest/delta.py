@@ -35,6 +35,7 @@ from schemas.active import ActiveConfiguration
 from schemas.changes import ChangeRecord, DeltaCursor, GroupChanged, GroupRemoved, MemberRef, UserChanged, UserRemoved
 from schemas.config import KafkaSettings
 from schemas.graph import GROUP_SELECT
+from schemas.status import INGEST_KEY, DeltaRoundFailure, DeltaRoundReport, IngestStatus, ResourceRounds
 
 log = logging.getLogger(__name__)
 
@@ -347,6 +348,9 @@ class DeltaReader:
         self._cursors: dict[str, DeltaCursor] = {}
         self._select: dict[DeltaResource, list[str]] = dict(SELECT)
         self._producer: AIOKafkaProducer | None = None
+        # What each resource's rounds did, for e2ad.status (`e2ad status`): the worker publishes it.
+        self.rounds: dict[DeltaResource, ResourceRounds] = {resource: ResourceRounds() for resource in RESOURCES}
+        self._reading: DeltaResource | None = None  # the resource whose part of the round runs now
 
     @property
     def cursors(self) -> dict[str, str]:
@@ -386,6 +390,7 @@ class DeltaReader:
         """A delta round for users, then groups; returns every record published."""
         published: list[ChangeRecord] = []
         for resource in RESOURCES:
+            self._reading = resource
             select = self._select[resource]
             delta_round = await read_round(
                 self._client, resource, self._continues_from(resource, select), select=select, page_size=self._page_size
@@ -400,11 +405,21 @@ class DeltaReader:
             )
             await self._publish(records)
             await self._save_cursor(resource, delta_round.delta_link, select)
+            self.rounds[resource].last_success = DeltaRoundReport(
+                at=self._clock(), full_round=delta_round.full_round, changes=len(records)
+            )
             log.info(
                 "%s delta round%s: %d changes", resource, " (full)" if delta_round.full_round else "", len(records)
             )
             published.extend(records)
+        self._reading = None
         return published
+
+    def note_failure(self, error: str) -> None:
+        """The round that run_round raised from failed: noted on the resource it was reading, in words."""
+        if self._reading is not None:
+            self.rounds[self._reading].last_failure = DeltaRoundFailure(at=self._clock(), error=error)
+            self._reading = None
 
     async def forget_cursors(self) -> None:
         """Restart sync: tombstone every resource's cursor, so the next round of each is a full one.
@@ -427,6 +442,9 @@ class DeltaReader:
         RECORDS.labels(topics.GRAPH_CHANGES, "out").inc(len(records))
         for record in records:
             DELTA_CHANGES.labels(record.kind).inc()
+
+    async def publish_status(self, status: IngestStatus) -> None:
+        await self._started().send_and_wait(topics.STATUS, topics.encode(status), key=topics.key(INGEST_KEY))
 
     def _continues_from(self, resource: DeltaResource, select: list[str]) -> str | None:
         cursor = self._cursors.get(resource)

@@ -52,6 +52,7 @@ from schemas import topics
 from schemas.active import ActiveConfiguration
 from schemas.config import Settings
 from schemas.notifications import LifecycleEventType, NotificationBatch
+from schemas.status import IngestStatus, SubscriptionStatus
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +177,26 @@ class GraphWorker:
             else:
                 self.failed_rounds += 1
                 due.at = loop.time() + min(FAILURE_RETRY_SECONDS, graph.delta_interval_seconds)
+            await self._report(reader, keeper)
+
+    async def _report(self, reader: DeltaReader, keeper: SubscriptionKeeper | None) -> None:
+        """Publish the rounds and subscriptions on e2ad.status for `e2ad status`: the last one stays there.
+
+        Best effort: with Kafka gone the next round's record says it all.
+        """
+        status = IngestStatus(
+            resources=dict(reader.rounds),
+            subscriptions=[
+                SubscriptionStatus(resource=kept.resource, id=kept.id, expires_at=kept.expires_at)
+                for kept in (keeper.subscriptions.values() if keeper is not None else ())
+            ],
+            completed_rounds=self.completed_rounds,
+            failed_rounds=self.failed_rounds,
+        )
+        try:
+            await reader.publish_status(status)
+        except KafkaError as exc:
+            log.warning("publishing ingest's status on %s failed: %s", topics.STATUS, exc)
 
     def _follow(self, reader: DeltaReader, active: ActiveConfiguration | None) -> bool:
         """Take the active configuration: the groups' $select, and whether rounds pause.
@@ -274,14 +295,16 @@ class GraphWorker:
         try:
             await reader.run_round()
         except KafkaError as exc:
-            log.error("delta round failed, retrying later: %s", unreachable(self._settings.kafka, str(exc)))
+            error = unreachable(self._settings.kafka, str(exc))
+            reader.note_failure(error)
+            log.error("delta round failed, retrying later: %s", error)
             return False
         except Exception as exc:
             # Graph's and the network's failures are one line; anything else is a bug worth its traceback.
             expected = isinstance(exc, APIError | AzureError | aiohttp.ClientError)
-            log.error(
-                "delta round failed, retrying later: %s", describe_graph_error(exc), exc_info=None if expected else exc
-            )
+            error = describe_graph_error(exc)
+            reader.note_failure(error)
+            log.error("delta round failed, retrying later: %s", error, exc_info=None if expected else exc)
             return False
         # A pending reauthorization keeps its hint uncommitted, so a restart asks again.
         return not reauthorize

@@ -1,7 +1,8 @@
 """Each stage's state on e2ad.status (compacted), published on every change.
 
-WriterStatus is keyed by the writer's name; ProcessorStatus (the deletion guard) by "processors".
-Read by `e2ad quarantine status`; each stage's /healthz answers with the same record.
+WriterStatus is keyed by the writer's name; ProcessorStatus (the deletion guard) by "processors";
+IngestStatus (delta rounds, subscriptions) by "ingest". Read by `e2ad quarantine status` and
+`e2ad status`; the writer's and processors' /healthz answer with the same record.
 """
 
 from __future__ import annotations
@@ -66,3 +67,41 @@ class ProcessorStatus(BaseModel):
     @property
     def healthy(self) -> bool:
         return self.state == "running"
+
+
+INGEST_KEY = "ingest"  # the graph worker's record on e2ad.status
+
+
+class DeltaRoundReport(BaseModel):
+    """One resource's part of a delta round that published its changes and saved its cursor."""
+
+    at: dt.datetime
+    full_round: bool
+    changes: int
+
+
+class DeltaRoundFailure(BaseModel):
+    at: dt.datetime
+    error: str  # Graph's or Kafka's answer, in words
+
+
+class ResourceRounds(BaseModel):
+    last_success: DeltaRoundReport | None = None
+    last_failure: DeltaRoundFailure | None = None  # kept after a later success, so an operator sees what it was
+
+
+class SubscriptionStatus(BaseModel):
+    resource: str
+    id: str
+    expires_at: dt.datetime
+
+
+class IngestStatus(BaseModel):
+    """The graph worker's delta rounds and Graph subscriptions, published after every round."""
+
+    stage: Literal["ingest"] = INGEST_KEY
+    resources: dict[str, ResourceRounds] = Field(default_factory=dict)  # users, groups
+    subscriptions: list[SubscriptionStatus] = Field(default_factory=list)
+    completed_rounds: int = 0
+    failed_rounds: int = 0
+    updated_at: dt.datetime = Field(default_factory=lambda: dt.datetime.now(dt.UTC))

@@ -24,7 +24,7 @@ AD_PENDING = "ad.pending"  # compacted: parent groups waiting for nested groups 
 AD_CREATED = "ad.created"  # groups a writer just created; every writer reads it (one partition)
 CONTROL = "e2ad.control"  # operator commands to running stages: quarantine, staged deletes, restart
 # compacted: each writer's state (running, quarantined and why), keyed by its name, and the
-# processors' (the deletion guard), keyed "processors"
+# processors' (the deletion guard), keyed "processors", and the graph worker's, keyed "ingest"
 STATUS = "e2ad.status"
 # compacted, one partition: the processors' users, groups and parents, and the offsets folded in
 PROCESSORS_STATE = "processors.state"

@@ -198,6 +198,11 @@ async def test_failed_round_keeps_the_old_cursor(standin: GraphStandin, kafka_se
         with pytest.raises(Exception, match="429"):
             await reader.run_round()
         standin.throttle(0, 0)
+        reader.note_failure("throttled")
+
+        assert reader.rounds["users"].last_failure is not None
+        assert reader.rounds["users"].last_failure.error == "throttled"
+        assert reader.rounds["groups"].last_failure is None and reader.rounds["groups"].last_success is not None
 
         assert reader.cursors == before
         saved = await kafka.read_latest(kafka_settings, topics.GRAPH_CURSORS)

@@ -20,6 +20,7 @@ from schemas import topics
 from schemas.changes import CHANGE_RECORD, GroupChanged
 from schemas.config import KafkaSettings, Settings, WebhookSettings
 from schemas.notifications import ChangeNotification, NotificationBatch, ResourceData
+from schemas.status import IngestStatus
 from tests.active import WRITEBACK_ENABLED, active_configuration
 from tests.fakes import FakeAsyncCredential, running_receiver
 from tests.integration.stages import publish
@@ -140,6 +141,14 @@ async def test_graph_failure_is_logged_and_retried_without_crashing(
 
     assert "HTTP 401 InvalidAuthenticationToken" in caplog.text
     assert (await group_change(kafka_settings, group_id)).members_complete
+    # What `e2ad status` shows: the failure, on the resource it failed on, kept after the success.
+    reported = topics.decode(IngestStatus, (await kafka.read_latest(kafka_settings, topics.STATUS))[b"ingest"])
+    assert reported.failed_rounds >= 2 and reported.completed_rounds >= 1, reported
+    users = reported.resources["users"]
+    assert users.last_failure is not None and "HTTP 401 InvalidAuthenticationToken" in users.last_failure.error
+    assert users.last_success is not None and users.last_success.at > users.last_failure.at
+    assert reported.resources["groups"].last_failure is None, "the round failed before it read groups"
+    assert reported.resources["groups"].last_success is not None
 
 
 async def test_reauthorization_required_hint_reauthorizes_then_runs_a_round(
