@@ -60,6 +60,8 @@ ERROR_MAP: dict[str, Any] = {"XXX": ODataError}
 RESYNC_CODES = frozenset({"syncStateNotFound", "resyncRequired", "Directory_ExpiredPageToken"})
 # Our own retries of a throttled page, after the SDK's retry middleware has given up.
 MAX_THROTTLED_ATTEMPTS = 10
+MEMBERS_DELTA = "members@delta"  # a group's member changes in a delta item
+PROGRESS_SECONDS = 5.0  # how often a long round logs how far it got
 DEFAULT_RETRY_AFTER = 5.0
 
 
@@ -100,8 +102,8 @@ def merge_items(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         object_id = str(item["id"])
         into = merged.setdefault(object_id, {"id": object_id})
         for name, value in item.items():
-            if name == "members@delta":
-                into.setdefault("members@delta", []).extend(value or [])
+            if name == MEMBERS_DELTA:
+                into.setdefault(MEMBERS_DELTA, []).extend(value or [])
             elif name != "id":
                 into[name] = value
         if "@removed" not in item and _properties(item):
@@ -137,7 +139,7 @@ def normalise(
             removed_type = GroupRemoved if resource == "groups" else UserRemoved
             records.append(removed_type(id=object_id, reason=reason, **stamp))
         elif resource == "groups":
-            added, gone = member_changes(item.get("members@delta") or [])
+            added, gone = member_changes(item.get(MEMBERS_DELTA) or [])
             records.append(
                 GroupChanged(
                     id=object_id,
@@ -243,12 +245,26 @@ async def _read_pages(
 
     make_request: Callable[[], RequestInformation] = first_page
     items: list[dict[str, Any]] = []
-    pages = 0
+    pages = members = 0
+    loop = asyncio.get_running_loop()
+    told_at = loop.time()
     while True:
         page = await send_page(client, make_request, page_size)
         pages += 1
         DELTA_PAGES.labels(resource).inc()
-        items.extend(page.get("value") or [])
+        values = page.get("value") or []
+        items.extend(values)
+        members += sum(len(item.get(MEMBERS_DELTA) or ()) for item in values)
+        if loop.time() - told_at >= PROGRESS_SECONDS:
+            # A full round of a large tenant takes minutes: whoever watches ingest sees it advance.
+            told_at = loop.time()
+            log.info(
+                "%s delta round: %d pages, %d objects, %d member changes read so far",
+                resource,
+                pages,
+                len(items),
+                members,
+            )
         if next_link := page.get("@odata.nextLink"):
             make_request = follow(builder, next_link)
             continue

@@ -31,10 +31,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import random
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -242,14 +244,15 @@ def baseline_adds(ad: AdSettings, states: Sequence[DesiredGroup], ou: str, renam
         close(conn)
 
 
-def baseline_deletes(ad: AdSettings, ou: str) -> float:
+def baseline_deletes(ad: AdSettings, ou: str, object_class: str = "group") -> float:
+    """The seconds one connection takes to delete every `object_class` object in `ou`, one by one."""
     conn = connect(ad)
     try:
-        dns = [entry["dn"] for entry in search_all(conn, ou, "(objectClass=group)", ["cn"])]
+        dns = [entry["dn"] for entry in search_all(conn, ou, f"(objectClass={object_class})", ["cn"])]
         started = time.perf_counter()
         for dn in dns:
             _, result, _, _ = conn.delete(dn)
-            check(result, f"baseline delete {dn}")
+            check(result, f"delete {dn}")
         return time.perf_counter() - started
     finally:
         close(conn)
@@ -331,7 +334,10 @@ class World:
         return expected
 
 
-async def with_world(ad: AdSettings, name: str, users: int, scenario: Callable[[World], Any]) -> Any:
+async def with_world(
+    ad: AdSettings, name: str, users: int, scenario: Callable[[World], Any], report: Callable[[Any], None]
+) -> Any:
+    """Run `scenario` in a world of its own, reporting its figures before the (slow) clean-up of the DC."""
     with tempfile.TemporaryDirectory(prefix=f"e2ad-bench-{name}-") as state_dir:
         async with (
             embedded_broker(Path(state_dir) / "services") as (kafka_settings, broker_pid),
@@ -341,7 +347,14 @@ async def with_world(ad: AdSettings, name: str, users: int, scenario: Callable[[
             world = World(ad, kafka_settings, broker_pid, standin, ou, Path(state_dir))
             await asyncio.to_thread(add_ou, ad, world.groups_ou)
             await world.add_users(users)
-            return await scenario(world)
+            figures = await scenario(world)
+            report(figures)
+            # One object a request: a tree delete of thousands takes the DC longer than a request may.
+            for below in ("groups", "baseline", "baseline-1", "baseline-2"):
+                with contextlib.suppress(BenchError):
+                    await asyncio.to_thread(baseline_deletes, ad, f"OU={below},{ou}")
+            await asyncio.to_thread(baseline_deletes, ad, f"OU=users,{ou}", "user")
+            return figures
 
 
 # -- the scenarios ---------------------------------------------------------------------------
@@ -578,7 +591,7 @@ def plot(directory: Path, initial: InitialFigures | None, latencies: LatencyFigu
 
     directory.mkdir(parents=True, exist_ok=True)
     if latencies is not None:
-        figure, axes = pyplot.subplots(figsize=(8, 4))
+        figure, axes = pyplot.subplots(figsize=(10, 4))
         names = [*latencies.stages, "total"]
         axes.boxplot([*latencies.stages.values(), latencies.total], tick_labels=names, whis=(1, 99), showfliers=False)
         axes.set_ylabel("seconds (whiskers: p1–p99)")
@@ -596,6 +609,7 @@ def plot(directory: Path, initial: InitialFigures | None, latencies: LatencyFigu
 
 
 async def bench(args: argparse.Namespace) -> None:
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # each figure as soon as it is measured
     dc = LocalServices()
     await asyncio.to_thread(dc.start_dc)  # the machine's shared DC; running already in most cases
     ad = dc.endpoints(bootstrap="").ad_settings()
@@ -604,16 +618,20 @@ async def bench(args: argparse.Namespace) -> None:
     )
     initial = latencies = None
     if "initial" in args.scenarios:
-        initial = await with_world(ad, "initial", args.users, lambda w: initial_sync(w, args.groups, args.members))
-        report_initial(initial, args.groups, args.members)
+        initial = await with_world(
+            ad, "initial", args.users, lambda w: initial_sync(w, args.groups, args.members),
+            lambda figures: report_initial(figures, args.groups, args.members),
+        )  # fmt: skip
     for writers in [1] * ("burst" in args.scenarios) + [2] * ("scaling" in args.scenarios):
-        users = max(args.members, 50)
-        figures = await with_world(ad, "burst", users, lambda w, n=writers: burst(w, args.burst, 5, n))
-        report_burst(figures, args.burst)
+        await with_world(
+            ad, "burst", max(args.members, 50), lambda w, n=writers: burst(w, args.burst, 5, n),
+            lambda figures: report_burst(figures, args.burst),
+        )  # fmt: skip
     if "latency" in args.scenarios:
-        users = LATENCY_POOL + LATENCY_MEMBERS + 20
-        latencies = await with_world(ad, "latency", users, lambda w: latency(w, args.changes, args.rate))
-        report_latency(latencies, args.rate)
+        latencies = await with_world(
+            ad, "latency", LATENCY_POOL + LATENCY_MEMBERS + 20, lambda w: latency(w, args.changes, args.rate),
+            lambda figures: report_latency(figures, args.rate),
+        )  # fmt: skip
     if args.plot:
         plot(args.plot, initial, latencies)
         print(f"plots in {args.plot}")

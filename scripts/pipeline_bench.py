@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import ldap3
+from ldap3.core.exceptions import LDAPException
 
 from harness.embedded import SIMULATED_GRAPH_TIMING
 from harness.services import LocalServices, free_port
@@ -85,7 +86,7 @@ async def bench_ou(ad: AdSettings, prefix: str) -> AsyncIterator[str]:
     finally:
         try:
             await asyncio.to_thread(ldap_step, ad, lambda c: c.delete(ou, controls=[TREE_DELETE]), f"delete {ou}")
-        except (BenchError, DirectoryUnavailable) as exc:  # reported, not raised: an earlier error matters more
+        except (BenchError, DirectoryUnavailable, LDAPException) as exc:  # reported: an earlier error matters more
             print(f"warning: {exc}; remove {ou} with a tree delete", file=sys.stderr)
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 
 import pytest
 
 from harness.standin import GraphStandin, running_standin
+from ingest import delta
 from ingest.delta import GROUP_SELECT, USER_SELECT, DeltaReader, group_select, normalise, read_round
 from runtime import kafka
 from schemas import topics
@@ -42,6 +44,25 @@ async def test_full_round_follows_next_links_with_select(standin: GraphStandin) 
     assert requests[0].path == "/v1.0/groups/delta()"
     assert requests[0].query["$select"].split(",") == GROUP_SELECT
     assert all("$skiptoken" in r.query for r in requests[1:])
+
+
+async def test_a_long_round_logs_how_far_it_got(
+    standin: GraphStandin, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    user = standin.tenant.add_user("member").object_id
+    for i in range(3):
+        group = standin.tenant.add_group(f"group {i}").object_id
+        standin.tenant.add_member(group, user)
+    monkeypatch.setattr(delta, "PROGRESS_SECONDS", 0.0)  # every page is "a while" later
+    caplog.set_level(logging.INFO, logger="ingest.delta")
+
+    await read_round(standin_client(standin), "groups", None)
+
+    lines = [r.getMessage() for r in caplog.records if "so far" in r.getMessage()]
+    assert lines == [
+        "groups delta round: 1 pages, 2 objects, 2 member changes read so far",
+        "groups delta round: 2 pages, 3 objects, 3 member changes read so far",
+    ]
 
 
 async def test_page_size_is_asked_for_with_prefer_maxpagesize(standin: GraphStandin) -> None:
