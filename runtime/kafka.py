@@ -124,6 +124,32 @@ def consumer(settings: KafkaSettings, *topic_names: str, group_id: str | None, *
     return AIOKafkaConsumer(*topic_names, **options)  # type: ignore[arg-type]
 
 
+def group_member(settings: KafkaSettings, *topic_names: str, group_id: str, **overrides: object) -> AIOKafkaConsumer:
+    """A consumer that subscribes in a stage's consumer group: a static member named kafka.group_instance_id when set.
+
+    A static member (KIP-345) killed and restarted under its name replaces its old self at once. It is
+    the only way a killed stage gets its partitions back on the embedded broker, which never expires
+    a member that died without leaving (docs/architecture.md, the embedded broker's limits). Stop it
+    with leave_and_stop(), so that a clean stop still hands its partitions over at once.
+    """
+    instance = {"group_instance_id": settings.group_instance_id} if settings.group_instance_id else {}
+    return consumer(settings, *topic_names, group_id=group_id, **instance, **overrides)  # type: ignore[arg-type]
+
+
+async def leave_and_stop(member: AIOKafkaConsumer, timeout: float = 1.5) -> None:
+    """Stop a group member, leaving its group also when it is a static member (stop_quietly's bounds).
+
+    aiokafka sends no LeaveGroup for a static member, so the group would keep it until its session
+    times out (on the embedded broker: for good) and the partitions wait; `e2ad replay` and
+    `e2ad topics ensure` would refuse meanwhile. Kafka accepts a LeaveGroup by member id from a
+    static member and rebalances at once, as for a dynamic one.
+    """
+    coordinator = getattr(member, "_coordinator", None)  # created by start(); aiokafka has no public handle
+    if coordinator is not None:
+        coordinator._group_instance_id = None  # read only by the LeaveGroup decision of close() from here on
+    await stop_quietly(member, timeout)
+
+
 HOUR_MS = 60 * 60 * 1000
 DAY_MS = 24 * HOUR_MS
 # Read from each topic's aiokafka DescribeConfigs entry: (name, value, read_only, config_source, …).
