@@ -23,11 +23,14 @@ from processors.app import APP_ID as PROCESSORS
 from runtime import kafka
 from schemas import topics
 from schemas.changes import GroupChanged
-from schemas.config import KafkaSettings, ProvisioningSettings, Settings, WebhookSettings
+from schemas.config import AdSettings, KafkaSettings, ProvisioningSettings, Settings, WebhookSettings
 from schemas.desired import DesiredGroup
 from schemas.notifications import ChangeNotification, NotificationBatch, ResourceData
+from schemas.results import ProvisioningResult
+from tests.integration.helpers import desired as desired_group
 from tests.integration.stages import TopicWatcher, publish
 from tests.polling import until
+from writers.service import CONSUMER_GROUP as WRITERS
 
 pytestmark = [pytest.mark.integration, pytest.mark.drill]
 
@@ -138,3 +141,31 @@ async def test_the_graph_worker_killed_twice_serves_new_hints_again(
         finally:
             await kafka.stop_quietly(committer)
             await producer.stop()
+
+
+async def test_the_writer_killed_twice_converges_new_groups_again(
+    kafka_settings: KafkaSettings, ad_settings: AdSettings, test_ou: str, tmp_path: Path
+) -> None:
+    settings = Settings(
+        kafka=kafka_settings,
+        ad=ad_settings,
+        provisioning=ProvisioningSettings(target_container=test_ou),
+        state_dir=tmp_path / "state",
+    )
+
+    async def converged(results: TopicWatcher[ProvisioningResult], name: str) -> None:
+        state = desired_group(test_ou, name=name)
+        await publish(kafka_settings, topics.AD_DESIRED, [(state.group_id, state)])
+        result = await results.wait_for(lambda r: r.group_id == state.group_id, timeout=60)
+        assert (result.action, result.status) == ("create", "success"), result
+
+    async with (
+        TopicWatcher(kafka_settings, topics.AD_RESULTS, ProvisioningResult.model_validate_json) as results,
+        Pipeline(settings, stages=("write",), log_dir=tmp_path / "logs", restart=True) as stages,
+    ):
+        await converged(results, "Drill0")
+        for times_killed in range(1, KILLS + 1):
+            await kill(stages, "write", times_killed)
+            await converged(results, f"Drill{times_killed}")
+        assert await members(kafka_settings, WRITERS) == 1
+    assert await members(kafka_settings, WRITERS) == 0
