@@ -46,11 +46,11 @@ async def run_up(settings: Settings, stop: asyncio.Event) -> None:
         settings = _on_local_services(settings, endpoints)
         await kafka.ensure_topics(settings.kafka)
         await asyncio.to_thread(_ensure_ou, settings.ad, str(settings.provisioning.target_container))
-        async with _tenant(settings) as settings, Pipeline(settings, log_dir=services.state_dir / "logs") as pipeline:
+        async with _tenant(settings) as settings, Pipeline(settings, log_dir=services.state_dir / "logs", restart=True):
             log.info("pipeline running; stage logs in %s. Ctrl-C stops everything.", services.state_dir / "logs")
             watcher = asyncio.create_task(_print_results(settings.kafka))
             try:
-                await _until_stopped_or_failed(stop, pipeline)
+                await stop.wait()  # a stage that dies is started again by the pipeline
             finally:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -172,11 +172,3 @@ def _describe(result: ProvisioningResult) -> str:
     if result.source_changed_at is not None:
         latency = f" ({(result.at - result.source_changed_at).total_seconds():.2f} s after the change was read)"
     return f"[{result.status:>7}] {result.action:<6} {result.dn or result.anchor}{members}{error}{latency}"
-
-
-async def _until_stopped_or_failed(stop: asyncio.Event, pipeline: Pipeline) -> None:
-    while not stop.is_set():
-        if exited := pipeline.exited():
-            raise RuntimeError(f"a stage stopped unexpectedly: {exited}; see its log")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 1.0)

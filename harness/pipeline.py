@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 
 STAGES = ("ingest", "process", "write")
 STOP_TIMEOUT_SECONDS = 20.0
+# `e2ad up` starts a stage that died again after this, doubling while it keeps dying, up to the max.
+RESTART_INITIAL_SECONDS = 1.0
+RESTART_MAX_SECONDS = 30.0
+STABLE_SECONDS = 60.0  # a stage that ran this long before it died starts again after the initial delay
 
 
 def settings_environment(settings: Settings) -> dict[str, str]:
@@ -81,14 +85,39 @@ def _flatten(model: BaseModel, prefix: str, env: dict[str, str]) -> None:
 
 
 class Pipeline:
-    """The stages as child processes; their output goes to log files, or prefixed to ours."""
+    """The stages as child processes; their output goes to log files, or prefixed to ours.
 
-    def __init__(self, settings: Settings, *, stages: Iterable[str] = STAGES, log_dir: Path | None = None) -> None:
+    With `restart`, a stage that exits on its own is started again after a backoff (`e2ad up`):
+    RESTART_INITIAL_SECONDS, doubling to RESTART_MAX_SECONDS while it keeps dying, and from the start
+    again once it ran STABLE_SECONDS. Without it (the tests), a dead stage stays dead and exited() says so.
+    Each stage joins its consumer group as a static member named after the stage (unless
+    kafka.group_instance_id is configured): a stage restarted after a SIGKILL takes its partitions
+    back at once, also on the embedded broker, which never expires the dead one.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        stages: Iterable[str] = STAGES,
+        log_dir: Path | None = None,
+        restart: bool = False,
+        command: Callable[[str], Sequence[str]] = lambda stage: (sys.executable, "-m", "e2ad", stage),
+        restart_initial_seconds: float = RESTART_INITIAL_SECONDS,
+        restart_max_seconds: float = RESTART_MAX_SECONDS,
+    ) -> None:
         self.settings = settings
         self.stages = tuple(stages)
         self.log_dir = log_dir
+        self.restart = restart
+        self.command = command  # the tests' fake stages; otherwise `python -m e2ad STAGE`
+        self.restart_initial_seconds = restart_initial_seconds
+        self.restart_max_seconds = restart_max_seconds
         self.processes: dict[str, asyncio.subprocess.Process] = {}
+        self.restarts: dict[str, int] = {}  # how often each stage was started again after it died
         self._pumps: list[asyncio.Task[None]] = []
+        self._supervisors: dict[str, asyncio.Task[None]] = {}
+        self._stopping = asyncio.Event()
 
     async def __aenter__(self) -> Pipeline:
         env = {**os.environ, **settings_environment(self.settings)}
@@ -107,46 +136,92 @@ class Pipeline:
 
     async def start(self, stage: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
         env = env or {**os.environ, **settings_environment(self.settings)}
+        if self.settings.kafka.group_instance_id is None:
+            env = {**env, "E2AD_KAFKA__GROUP_INSTANCE_ID": f"pipeline-{stage}"}
+        process = await self._spawn(stage, env)
+        if self.restart:
+            self._supervisors[stage] = asyncio.create_task(self._supervise(stage, env, process))
+        return process
+
+    async def _spawn(self, stage: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+        command = self.command(stage)
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             output = (self.log_dir / f"{stage}.log").open("ab")
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "e2ad", stage, env=env, stdout=output, stderr=asyncio.subprocess.STDOUT,
-                stdin=asyncio.subprocess.DEVNULL,
+                *command, env=env, stdout=output, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
             )  # fmt: skip
             output.close()
         else:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "e2ad", stage, env=env, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
+                *command, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL,
             )  # fmt: skip
             self._pumps.append(asyncio.create_task(_pump(stage, process)))
         self.processes[stage] = process
         log.info("started %s (pid %s)", stage, process.pid)
         return process
 
+    async def _supervise(self, stage: str, env: dict[str, str], process: asyncio.subprocess.Process) -> None:
+        """Start `stage` again each time it exits, until stop(); stop() leaves the stopping to this task."""
+        loop = asyncio.get_running_loop()
+        delay = self.restart_initial_seconds
+        while True:
+            started = loop.time()
+            if not await self._exits_before_stop(process):
+                await _terminate(stage, process)
+                return
+            if loop.time() - started >= STABLE_SECONDS:
+                delay = self.restart_initial_seconds  # a crash after a good run is not a crash loop
+            log.warning("%s: process exited with code %s; restarting in %s s", stage, process.returncode, f"{delay:g}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            if self._stopping.is_set():
+                return
+            process = await self._spawn(stage, env)
+            self.restarts[stage] = self.restarts.get(stage, 0) + 1
+            delay = min(delay * 2, self.restart_max_seconds)
+
+    async def _exits_before_stop(self, process: asyncio.subprocess.Process) -> bool:
+        exited = asyncio.ensure_future(process.wait())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            exited.cancel()
+            stopping.cancel()
+        return process.returncode is not None and not self._stopping.is_set()
+
     def exited(self) -> dict[str, int]:
-        """Stages that ended on their own, with their exit codes."""
+        """Stages that ended on their own, with their exit codes (with `restart`: those waiting to start again)."""
         return {s: p.returncode for s, p in self.processes.items() if p.returncode is not None}
 
     async def stop(self) -> None:
         """SIGTERM every stage and return once all have exited: a stage flushes and closes its producers
-        on the way out; one still running after STOP_TIMEOUT_SECONDS is killed."""
-        for process in self.processes.values():
-            if process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.send_signal(signal.SIGTERM)
-        for stage, process in self.processes.items():
-            try:
-                await asyncio.wait_for(process.wait(), STOP_TIMEOUT_SECONDS)
-            except TimeoutError:
-                log.warning("%s did not stop within %.0f s; killing it", stage, STOP_TIMEOUT_SECONDS)
-                process.kill()
-                await process.wait()
+        on the way out; one still running after STOP_TIMEOUT_SECONDS is killed. No stage is restarted."""
+        self._stopping.set()
+        if self._supervisors:
+            await asyncio.gather(*self._supervisors.values())
+        else:
+            await asyncio.gather(*(_terminate(stage, process) for stage, process in self.processes.items()))
         for pump in self._pumps:
             await pump
         self.processes.clear()
         self._pumps.clear()
+        self._supervisors.clear()
+        self._stopping = asyncio.Event()  # the tests start stages again after a stop
+
+
+async def _terminate(stage: str, process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), STOP_TIMEOUT_SECONDS)
+    except TimeoutError:
+        log.warning("%s did not stop within %.0f s; killing it", stage, STOP_TIMEOUT_SECONDS)
+        process.kill()
+        await process.wait()
 
 
 async def _pump(stage: str, process: asyncio.subprocess.Process) -> None:

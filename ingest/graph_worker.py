@@ -45,7 +45,7 @@ from ingest.metrics import (
 from ingest.subscriptions import SubscriptionKeeper
 from runtime import kafka
 from runtime.active_config import ActiveConfigFollower, file_differs
-from runtime.kafka import stop_quietly
+from runtime.kafka import leave_and_stop, stop_quietly
 from runtime.metrics import CHANGE_LATENCY, seconds_since
 from runtime.outages import Stopped, unreachable, until_stopped
 from schemas import topics
@@ -105,7 +105,7 @@ class GraphWorker:
                 graph.delta_interval_seconds,
             )
         reader = DeltaReader(client, self._settings.kafka, page_size=graph.page_size)
-        hints = kafka.consumer(self._settings.kafka, topics.GRAPH_NOTIFICATIONS, group_id=CONSUMER_GROUP)
+        hints = kafka.group_member(self._settings.kafka, topics.GRAPH_NOTIFICATIONS, group_id=CONSUMER_GROUP)
         control = ControlReader(self._settings.kafka)
         configuration = ActiveConfigFollower(self._settings.kafka)
         try:
@@ -124,7 +124,7 @@ class GraphWorker:
             # With Kafka gone aiokafka's stops fail or are cancelled inside: each is bounded and quiet.
             await configuration.stop()
             await control.stop()
-            await stop_quietly(hints)
+            await leave_and_stop(hints)
             await stop_quietly(reader)
             await close_graph_client(client)
             if self._credential is None:

@@ -76,10 +76,31 @@ def faust_options(settings: KafkaSettings) -> dict[str, object]:
         )
     elif settings.security_protocol == "SSL":
         credentials = faust.SSLCredentials(context)  # type: ignore[arg-type]
+    if settings.group_instance_id:
+        _faust_leaves_its_group_on_stop()
     return {
         "broker": [f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")],
         "broker_credentials": credentials,
+        # A static member, as group_member() makes the other stages' consumers.
+        "consumer_group_instance_id": settings.group_instance_id,
     }
+
+
+def _faust_leaves_its_group_on_stop() -> None:
+    """Make faust's consumer leave its group on a clean stop also as a static member (see leave_and_stop)."""
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    if getattr(AIOKafkaConsumerThread, "_e2ad_leaves_group", False):
+        return
+    stop_thread = AIOKafkaConsumerThread.on_thread_stop
+
+    async def on_thread_stop(self: AIOKafkaConsumerThread) -> None:
+        if self._consumer is not None:
+            _leave_on_close(self._consumer)
+        await stop_thread(self)  # stops faust's own work, then its aiokafka consumer
+
+    AIOKafkaConsumerThread.on_thread_stop = on_thread_stop  # type: ignore[method-assign]
+    AIOKafkaConsumerThread._e2ad_leaves_group = True  # type: ignore[attr-defined]
 
 
 def _optional(path: Path | None) -> str | None:
@@ -122,6 +143,38 @@ def consumer(settings: KafkaSettings, *topic_names: str, group_id: str | None, *
     }
     options.update(overrides)
     return AIOKafkaConsumer(*topic_names, **options)  # type: ignore[arg-type]
+
+
+def group_member(settings: KafkaSettings, *topic_names: str, group_id: str, **overrides: object) -> AIOKafkaConsumer:
+    """A consumer that subscribes in a stage's consumer group: a static member named kafka.group_instance_id when set.
+
+    A static member (KIP-345) killed and restarted under its name replaces its old self at once. It is
+    the only way a killed stage gets its partitions back on the embedded broker, which never expires
+    a member that died without leaving (docs/architecture.md, the embedded broker's limits). Stop it
+    with leave_and_stop(), so that a clean stop still hands its partitions over at once.
+    """
+    instance = {"group_instance_id": settings.group_instance_id} if settings.group_instance_id else {}
+    return consumer(settings, *topic_names, group_id=group_id, **instance, **overrides)  # type: ignore[arg-type]
+
+
+async def leave_and_stop(member: AIOKafkaConsumer, timeout: float = 1.5) -> None:
+    """Stop a group member, leaving its group also when it is a static member (stop_quietly's bounds).
+
+    aiokafka sends no LeaveGroup for a static member, so the group would keep it until its session
+    times out (on the embedded broker: for good) and the partitions wait; `e2ad replay` and
+    `e2ad topics ensure` would refuse meanwhile. Kafka accepts a LeaveGroup by member id from a
+    static member and rebalances at once, as for a dynamic one.
+    """
+    _leave_on_close(member)
+    await stop_quietly(member, timeout)
+
+
+def _leave_on_close(member: AIOKafkaConsumer) -> None:
+    coordinator = getattr(member, "_coordinator", None)  # created by start(); aiokafka has no public handle
+    if coordinator is not None:
+        # aiokafka's close() sends LeaveGroup only for a member without an instance id; nothing else
+        # reads it on the way out.
+        coordinator._group_instance_id = None
 
 
 HOUR_MS = 60 * 60 * 1000

@@ -72,6 +72,10 @@ class KafkaSettings(_Section):
     # its provisioning logs 30 days. Applied to existing topics too, at each stage's start.
     results_retention_days: int = Field(30, ge=1, le=3650)
     client_id: str = "e2ad"
+    # This process's stable name in its stage's consumer group: a static member (Kafka's KIP-345), which
+    # a restart under the same name replaces at once. Unique among the running copies of a stage (the
+    # groups are per stage, so one process of each stage may share it); None: a dynamic member.
+    group_instance_id: str | None = Field(None, min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._-]+$")
     # Managed clusters (Confluent Cloud, MSK, Event Hubs, Strimzi) need TLS and/or SASL.
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     ssl_ca_file: Path | None = None  # the brokers' CA (PEM); without it the system's trust store

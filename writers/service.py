@@ -34,7 +34,7 @@ from aiokafka.errors import IllegalStateError, KafkaError
 
 from runtime import kafka
 from runtime.active_config import ActiveConfigFollower, file_differs
-from runtime.kafka import stop_quietly
+from runtime.kafka import leave_and_stop, stop_quietly
 from runtime.names import instance_name
 from runtime.outages import kafka_not_reachable
 from runtime.web import HealthServer, caught_up, readiness
@@ -123,7 +123,7 @@ class WriterService:
             except BindRejected as exc:
                 self.quarantine.credentials_rejected(str(exc))
                 log.error("writer %s is quarantined: %s", self.name, exc)
-            self._consumer = kafka.consumer(self.settings.kafka, group_id=CONSUMER_GROUP)
+            self._consumer = kafka.group_member(self.settings.kafka, group_id=CONSUMER_GROUP)
             backlogs = Backlogs(self._read_backlogs)
             self._loop = PartitionLoop(
                 self._consumer,
@@ -154,7 +154,9 @@ class WriterService:
             await self._health.stop()
             self._health = None
         # With Kafka gone each stop fails or times out quickly, so SIGTERM still ends the writer in seconds.
-        for client in (self._consumer, self._control, self._pending, self._configuration):
+        if self._consumer is not None:
+            await leave_and_stop(self._consumer)
+        for client in (self._control, self._pending, self._configuration):
             if client is not None:
                 await stop_quietly(client)
         self._consumer = self._control = self._pending = self._configuration = None

@@ -55,9 +55,13 @@ class FakePipeline(Pipeline):
 
     events: list[str]
     failing_stage: str | None = None
+    restarting: bool | None = None  # whether `e2ad up` asked for its stages to be restarted
 
-    def __init__(self, settings: Settings, *, stages: Iterable[str] = STAGES, **_: object) -> None:
+    def __init__(
+        self, settings: Settings, *, stages: Iterable[str] = STAGES, restart: bool = False, **_: object
+    ) -> None:
         super().__init__(settings, stages=stages)
+        FakePipeline.restarting = restart
 
     async def start(self, stage: str, env: dict[str, str] | None = None) -> FakeProcess:  # type: ignore[override]
         if stage == self.failing_stage:
@@ -92,6 +96,7 @@ def events(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     recorded: list[str] = []
     FakePipeline.events = FakeServices.events = recorded
     monkeypatch.setattr(FakePipeline, "failing_stage", None)
+    monkeypatch.setattr(FakePipeline, "restarting", None)
 
     async def nothing(*_: object, **__: object) -> None:
         return None
@@ -122,6 +127,7 @@ async def test_up_stops_every_stage_before_the_broker(events: list[str], tmp_pat
     assert events[: 1 + len(stages)] == ["broker up", *(f"started {s}" for s in stages)]
     assert events[-1] == "broker down"
     assert set(events[1 + len(stages) : -1]) == {f"{signal} {s}" for s in stages for signal in ("SIGTERM", "exited")}
+    assert FakePipeline.restarting is True  # a stage that dies is started again (tests/unit/test_supervisor.py)
 
 
 async def test_a_stage_that_fails_to_start_stops_those_started_before_the_broker(
