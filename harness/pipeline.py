@@ -136,8 +136,9 @@ class Pipeline:
 
     async def start(self, stage: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
         env = env or {**os.environ, **settings_environment(self.settings)}
-        if self.settings.kafka.group_instance_id is None:
-            env = {**env, "E2AD_KAFKA__GROUP_INSTANCE_ID": f"pipeline-{stage}"}
+        # Unless the settings (or `env`, for a second copy of a stage) name it: two live members under
+        # one name would take each other's partitions.
+        env = {"E2AD_KAFKA__GROUP_INSTANCE_ID": f"pipeline-{stage}", **env}
         process = await self._spawn(stage, env)
         if self.restart:
             self._supervisors[stage] = asyncio.create_task(self._supervise(stage, env, process))

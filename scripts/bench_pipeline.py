@@ -410,8 +410,11 @@ async def burst(world: World, count: int, members: int, writers: int) -> BurstFi
     try:
         async with Pipeline(settings, stages=("ingest", "process"), log_dir=logs) as stages:
             pipelines = [stages]
-            for _ in range(writers):
-                pipelines.append(await Pipeline(settings, stages=("write",), log_dir=logs).__aenter__())
+            for number in range(writers):
+                # Each copy a static member of its own: under one name they would take each other's partitions.
+                kafka_settings = settings.kafka.model_copy(update={"group_instance_id": f"bench-writer-{number}"})
+                copy = settings.model_copy(update={"kafka": kafka_settings})
+                pipelines.append(await Pipeline(copy, stages=("write",), log_dir=logs).__aenter__())
             try:
                 await wait_for_subscriptions(world.standin)
                 await asyncio.sleep(3)  # the first (empty) rounds done, the writers assigned
