@@ -15,7 +15,11 @@ import logging
 import secrets
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
+
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 
 from harness.pipeline import Pipeline
 from harness.services import Endpoints, LocalServices, free_port
@@ -32,6 +36,10 @@ DEMO_USERS_OU = "OU=e2ad demo users"
 DEMO_DOMAIN = "e2ad.test"
 # The simulated tenant's Graph timing (scripts/bench_idle.py measures the embedded mode with it).
 SIMULATED_GRAPH_TIMING = {"delta_interval_seconds": 60, "hint_debounce_seconds": 0.2}
+PROGRESS_SECONDS = 5.0  # how often `e2ad up` says how far a catch-up got
+# The stages' consumer groups (processors/app.py APP_ID, writers/service.py CONSUMER_GROUP): the
+# harness imports no processors code, and of the writer's only its LDAP connection.
+PROCESSORS_GROUP, WRITERS_GROUP = "e2ad-processors", "e2ad-writers"
 
 
 async def run_up(settings: Settings, stop: asyncio.Event) -> None:
@@ -48,13 +56,14 @@ async def run_up(settings: Settings, stop: asyncio.Event) -> None:
         await asyncio.to_thread(_ensure_ou, settings.ad, str(settings.provisioning.target_container))
         async with _tenant(settings) as settings, Pipeline(settings, log_dir=services.state_dir / "logs", restart=True):
             log.info("pipeline running; stage logs in %s. Ctrl-C stops everything.", services.state_dir / "logs")
-            watcher = asyncio.create_task(_print_results(settings.kafka))
+            watchers = [asyncio.create_task(watch(settings.kafka)) for watch in (_print_results, _print_progress)]
             try:
                 await stop.wait()  # a stage that dies is started again by the pipeline
             finally:
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
+                for watcher in watchers:
+                    watcher.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await watcher
     finally:
         # Only now, with every stage exited (the Pipeline block has ended) and so no producer left:
         # the broker acknowledges writes during its own shutdown and then drops them. down()
@@ -159,6 +168,63 @@ async def _print_results(settings: KafkaSettings) -> None:
             print(_describe(result), flush=True)
     finally:
         await reader.stop()
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far the pipeline got, from the brokers: records on each topic and what each stage consumed of them."""
+
+    changes: int  # on graph.changes: what ingest read from Graph
+    consumed_changes: int  # of them, committed by the processors
+    desired: int  # on ad.desired: desired states the processors published
+    applied: int  # of them, committed by the writers (applied in AD, or failed into the log)
+
+
+def progress_line(before: Progress, now: Progress, seconds: float) -> str | None:
+    """A line while the stages have work waiting (an initial sync, a burst), with the time left at the
+    writers' pace since `before`; None once every stage has caught up."""
+    processing, writing = now.changes - now.consumed_changes, now.desired - now.applied
+    if processing <= 0 and writing <= 0:
+        return None
+    pace = (now.applied - before.applied) / seconds if seconds > 0 else 0.0
+    left = f", about {writing / pace:.0f} s left at {pace:.0f} a second" if pace > 0 and writing > 0 else ""
+    return (
+        f"catching up: {now.changes} changes read from Graph ({processing} waiting for the processors), "
+        f"{now.desired} desired states published, {now.applied} applied in AD ({writing} waiting){left}"
+    )
+
+
+async def _print_progress(settings: KafkaSettings) -> None:
+    before = await _progress(settings)
+    while True:
+        await asyncio.sleep(PROGRESS_SECONDS)
+        try:
+            now = await _progress(settings)
+        except KafkaError as exc:
+            log.debug("reading the progress: %s", exc)
+            continue
+        if line := progress_line(before, now, PROGRESS_SECONDS):
+            print(line, flush=True)
+        before = now
+
+
+async def _progress(settings: KafkaSettings) -> Progress:
+    reader = kafka.consumer(settings, group_id=None)
+    client = kafka.admin(settings)
+    try:
+        await reader.start()
+        await client.start()
+        totals = []
+        for topic, group in ((topics.GRAPH_CHANGES, PROCESSORS_GROUP), (topics.AD_DESIRED, WRITERS_GROUP)):
+            partitions = [TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or ())]
+            ends = await reader.end_offsets(partitions) if partitions else {}
+            committed = await client.list_consumer_group_offsets(group, partitions=partitions) if partitions else {}
+            totals.append(sum(ends.values()))
+            totals.append(sum(max(at.offset, 0) for at in committed.values()))
+    finally:
+        await kafka.stop_quietly(reader)
+        await client.close()
+    return Progress(*totals)
 
 
 def _describe(result: ProvisioningResult) -> str:

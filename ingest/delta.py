@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import itertools
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -29,6 +30,7 @@ from msgraph.generated.users.delta.delta_request_builder import DeltaRequestBuil
 
 from ingest.graph_client import describe_graph_error
 from ingest.metrics import DELTA_CHANGES, DELTA_PAGES, RECORDS, THROTTLED
+from ingest.round_spool import RoundSpool
 from runtime import kafka
 from schemas import topics
 from schemas.active import ActiveConfiguration
@@ -62,6 +64,7 @@ RESYNC_CODES = frozenset({"syncStateNotFound", "resyncRequired", "Directory_Expi
 MAX_THROTTLED_ATTEMPTS = 10
 MEMBERS_DELTA = "members@delta"  # a group's member changes in a delta item
 PROGRESS_SECONDS = 5.0  # how often a long round logs how far it got
+PUBLISH_BATCH = 500  # objects of a round normalised and published together (acknowledged before the next)
 DEFAULT_RETRY_AFTER = 5.0
 
 
@@ -71,13 +74,24 @@ class DeltaProtocolError(RuntimeError):
 
 @dataclass(frozen=True)
 class DeltaRound:
-    """One finished delta round: the merged items and where the next round starts."""
+    """One finished delta round: its items (spooled, see ingest/round_spool.py) and where the next round starts."""
 
     resource: DeltaResource
-    items: list[dict[str, Any]]
+    spool: RoundSpool
     delta_link: str
     full_round: bool
     started_from: str | None  # the delta link the round read from (None: a full round)
+
+    def merged(self, batch: int) -> Iterator[list[dict[str, Any]]]:
+        """The merged items (merge_items), `batch` objects at a time: what is held while they are published."""
+        objects = (item for parts in self.spool.objects() for item in merge_items(parts))
+        while chunk := list(itertools.islice(objects, batch)):
+            yield chunk
+
+    @property
+    def items(self) -> list[dict[str, Any]]:
+        """Every merged item at once (a small round's, or a test's)."""
+        return [item for chunk in self.merged(1000) for item in chunk]
 
     @property
     def round_from(self) -> str | None:
@@ -244,36 +258,40 @@ async def _read_pages(
         return builder.to_get_request_information(_select_configuration(resource, select))
 
     make_request: Callable[[], RequestInformation] = first_page
-    items: list[dict[str, Any]] = []
+    items = RoundSpool()
     pages = members = 0
     loop = asyncio.get_running_loop()
     told_at = loop.time()
-    while True:
-        page = await send_page(client, make_request, page_size)
-        pages += 1
-        DELTA_PAGES.labels(resource).inc()
-        values = page.get("value") or []
-        items.extend(values)
-        members += sum(len(item.get(MEMBERS_DELTA) or ()) for item in values)
-        if loop.time() - told_at >= PROGRESS_SECONDS:
-            # A full round of a large tenant takes minutes: whoever watches ingest sees it advance.
-            told_at = loop.time()
-            log.info(
-                "%s delta round: %d pages, %d objects, %d member changes read so far",
-                resource,
-                pages,
-                len(items),
-                members,
-            )
-        if next_link := page.get("@odata.nextLink"):
-            make_request = follow(builder, next_link)
-            continue
-        if new_delta_link := page.get("@odata.deltaLink"):
-            log.debug("%s delta round: %d items on %d pages", resource, len(items), pages)
-            return DeltaRound(
-                resource, merge_items(items), new_delta_link, full_round=delta_link is None, started_from=delta_link
-            )
-        raise DeltaProtocolError(f"{resource} delta page {pages} has neither @odata.nextLink nor @odata.deltaLink")
+    try:
+        while True:
+            page = await send_page(client, make_request, page_size)
+            pages += 1
+            DELTA_PAGES.labels(resource).inc()
+            values = page.get("value") or []
+            items.add(values)
+            members += sum(len(item.get(MEMBERS_DELTA) or ()) for item in values)
+            if loop.time() - told_at >= PROGRESS_SECONDS:
+                # A full round of a large tenant takes minutes: whoever watches ingest sees it advance.
+                told_at = loop.time()
+                log.info(
+                    "%s delta round: %d pages, %d objects, %d member changes read so far",
+                    resource,
+                    pages,
+                    items.count,
+                    members,
+                )
+            if next_link := page.get("@odata.nextLink"):
+                make_request = follow(builder, next_link)
+                continue
+            if new_delta_link := page.get("@odata.deltaLink"):
+                log.debug("%s delta round: %d items on %d pages", resource, items.count, pages)
+                return DeltaRound(
+                    resource, items, new_delta_link, full_round=delta_link is None, started_from=delta_link
+                )
+            raise DeltaProtocolError(f"{resource} delta page {pages} has neither @odata.nextLink nor @odata.deltaLink")
+    except BaseException:
+        items.close()  # a failed round's items go with it
+        raise
 
 
 async def read_first_page(client: GraphServiceClient, resource: DeltaResource) -> list[dict[str, Any]]:
@@ -402,32 +420,37 @@ class DeltaReader:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
-    async def run_round(self) -> list[ChangeRecord]:
-        """A delta round for users, then groups; returns every record published."""
-        published: list[ChangeRecord] = []
+    async def run_round(self) -> int:
+        """A delta round for users, then groups: their records published, PUBLISH_BATCH objects at a time,
+        then each resource's cursor saved. Returns how many records were published."""
+        published = 0
         for resource in RESOURCES:
             self._reading = resource
             select = self._select[resource]
             delta_round = await read_round(
                 self._client, resource, self._continues_from(resource, select), select=select, page_size=self._page_size
             )
-            records = normalise(
-                resource,
-                delta_round.items,
-                full_round=delta_round.full_round,
-                selected=select,
-                observed_at=self._clock(),
-                round_from=delta_round.round_from,
-            )
-            await self._publish(records)
+            observed_at, changes = self._clock(), 0
+            try:
+                for items in delta_round.merged(PUBLISH_BATCH):
+                    records = normalise(
+                        resource,
+                        items,
+                        full_round=delta_round.full_round,
+                        selected=select,
+                        observed_at=observed_at,
+                        round_from=delta_round.round_from,
+                    )
+                    await self._publish(records)
+                    changes += len(records)
+            finally:
+                delta_round.spool.close()
             await self._save_cursor(resource, delta_round.delta_link, select)
             self.rounds[resource].last_success = DeltaRoundReport(
-                at=self._clock(), full_round=delta_round.full_round, changes=len(records)
+                at=self._clock(), full_round=delta_round.full_round, changes=changes
             )
-            log.info(
-                "%s delta round%s: %d changes", resource, " (full)" if delta_round.full_round else "", len(records)
-            )
-            published.extend(records)
+            log.info("%s delta round%s: %d changes", resource, " (full)" if delta_round.full_round else "", changes)
+            published += changes
         self._reading = None
         return published
 

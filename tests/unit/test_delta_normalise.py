@@ -8,13 +8,16 @@ from kiota_abstractions.api_error import APIError
 
 from ingest.delta import (
     GROUP_SELECT,
+    MEMBERS_DELTA,
     USER_SELECT,
+    DeltaRound,
     continues_from,
     group_select,
     merge_items,
     needs_full_round,
     normalise,
 )
+from ingest.round_spool import RoundSpool
 from schemas.changes import DeltaCursor, GroupChanged, GroupRemoved, MemberRef, UserChanged, UserRemoved
 from tests.active import WRITEBACK_ENABLED, active_configuration
 
@@ -117,17 +120,15 @@ def test_expired_tokens_need_a_full_round_other_errors_do_not() -> None:
 
 
 def test_every_record_names_its_round_by_a_digest_of_the_token_not_the_token() -> None:
-    from ingest.delta import DeltaRound
-
     link = "https://graph.microsoft.com/v1.0/groups/delta?$deltatoken=secret-token"
-    delta_round = DeltaRound("groups", [], "next", full_round=False, started_from=link)
+    delta_round = DeltaRound("groups", RoundSpool(), "next", full_round=False, started_from=link)
     items = [{"id": "g1", "displayName": "Sales"}, {"id": "g2", "@removed": {"reason": "changed"}}]
 
     records = normalise("groups", items, full_round=False, observed_at=NOW, round_from=delta_round.round_from)
 
     assert {r.round_from for r in records} == {delta_round.round_from}
     assert delta_round.round_from and "secret-token" not in delta_round.round_from
-    assert DeltaRound("groups", [], "next", full_round=True, started_from=None).round_from is None
+    assert DeltaRound("groups", RoundSpool(), "next", full_round=True, started_from=None).round_from is None
 
 
 def test_a_directory_extension_the_round_selected_reaches_the_group_change() -> None:
@@ -181,3 +182,20 @@ def test_a_cursor_saved_before_the_select_was_stored_counts_as_ingests_own_selec
     assert continues_from("groups", old_groups, GROUP_SELECT) == old_groups.delta_link
     assert continues_from("groups", old_groups, [*GROUP_SELECT, WRITEBACK_ENABLED]) is None
     assert continues_from("users", old_users, USER_SELECT) == old_users.delta_link
+
+
+def test_a_spooled_round_gives_each_object_merged_in_the_order_first_seen_a_batch_at_a_time() -> None:
+    spool = RoundSpool()
+    spool.add([{"id": "g2", "displayName": "Two", MEMBERS_DELTA: [{"id": "u1"}]}, {"id": "g1", "displayName": "One"}])
+    spool.add([{"id": "g3", "displayName": "Three"}, {"id": "g2", MEMBERS_DELTA: [{"id": "u2"}, {"id": "u3"}]}])
+    spool.add([{"id": "g1", "@removed": {"reason": "changed"}}])
+    delta_round = DeltaRound("groups", spool, "next", full_round=True, started_from=None)
+
+    batches = list(delta_round.merged(2))
+
+    assert [[item["id"] for item in batch] for batch in batches] == [["g2", "g1"], ["g3"]]
+    two, one = batches[0]
+    assert [m["id"] for m in two[MEMBERS_DELTA]] == ["u1", "u2", "u3"] and two["displayName"] == "Two"
+    assert one["@removed"] == {"reason": "changed"}
+    assert spool.count == 5
+    spool.close()

@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 
 from e2ad.replay import STAGES, Origin, ReplayError, describe_plan, parse_origin, plan_replay, stage_named
+from harness.embedded import PROCESSORS_GROUP, WRITERS_GROUP
 from processors.state import ProcessorStore, replay_writes
 
 NOW = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.UTC)
@@ -18,6 +19,7 @@ def test_the_stages_consumer_groups_are_theirs() -> None:
     from writers.service import CONSUMER_GROUP
 
     assert (PROCESSORS.group, WRITERS.group) == (APP_ID, CONSUMER_GROUP)
+    assert (PROCESSORS_GROUP, WRITERS_GROUP) == (APP_ID, CONSUMER_GROUP)  # `e2ad up`'s progress lines
 
 
 def test_from_accepts_beginning_times_times_ago_and_offsets() -> None:
