@@ -126,15 +126,10 @@ async def until(condition: Callable[[], object], timeout: float) -> float | None
 
 
 async def group_members(bootstrap: str, group: str) -> int:
-    from aiokafka.admin import AIOKafkaAdminClient
+    from e2ad.topics import running_members
+    from schemas.config import KafkaSettings
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        [description] = await admin.describe_consumer_groups([group])
-        return len(description.groups[0][5])
-    finally:
-        await admin.close()
+    return len((await running_members(KafkaSettings(bootstrap_servers=bootstrap), [group])).get(group, []))
 
 
 async def variant(bootstrap: str, name: str, state: Path) -> None:

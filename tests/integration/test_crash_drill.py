@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from aiokafka import TopicPartition
 
+from e2ad.topics import running_members
 from harness.pipeline import Pipeline
 from harness.services import free_port
 from harness.standin import running_standin
@@ -41,13 +42,7 @@ SECURITY = {"securityEnabled": True, "mailEnabled": False}
 
 async def members(settings: KafkaSettings, group: str) -> int:
     """How many members the broker counts in a consumer group now."""
-    admin = kafka.admin(settings)
-    await admin.start()
-    try:
-        [description] = await admin.describe_consumer_groups([group])
-        return len(description.groups[0][5])
-    finally:
-        await admin.close()
+    return len((await running_members(settings, [group])).get(group, []))
 
 
 async def kill(stages: Pipeline, stage: str, times_killed: int) -> None:
