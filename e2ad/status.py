@@ -35,6 +35,7 @@ def stage_topics() -> list[StageTopics]:
 
 
 async def read_snapshot(settings: KafkaSettings, watched: list[StageTopics]) -> Snapshot:
+    """The brokers' offsets, the stages' committed offsets and members, e2ad.status and e2ad.config, now."""
     now = dt.datetime.now(dt.UTC)
     names = sorted(
         {stage.consumes for stage in watched} | {stage.produces for stage in watched} | {topics.AD_DEAD_LETTER}

@@ -195,17 +195,18 @@ def progress_line(before: Progress, now: Progress, seconds: float) -> str | None
 
 
 async def _print_progress(settings: KafkaSettings) -> None:
-    before = await _progress(settings)
+    loop = asyncio.get_running_loop()
+    before: tuple[Progress, float] | None = None
     while True:
-        await asyncio.sleep(PROGRESS_SECONDS)
         try:
             now = await _progress(settings)
-        except KafkaError as exc:
+        except KafkaError as exc:  # the broker not up yet, or gone: the next look says it
             log.debug("reading the progress: %s", exc)
-            continue
-        if line := progress_line(before, now, PROGRESS_SECONDS):
-            print(line, flush=True)
-        before = now
+        else:
+            if before is not None and (line := progress_line(before[0], now, loop.time() - before[1])):
+                print(line, flush=True)
+            before = (now, loop.time())
+        await asyncio.sleep(PROGRESS_SECONDS)
 
 
 async def _progress(settings: KafkaSettings) -> Progress:

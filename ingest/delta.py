@@ -62,10 +62,10 @@ ERROR_MAP: dict[str, Any] = {"XXX": ODataError}
 RESYNC_CODES = frozenset({"syncStateNotFound", "resyncRequired", "Directory_ExpiredPageToken"})
 # Our own retries of a throttled page, after the SDK's retry middleware has given up.
 MAX_THROTTLED_ATTEMPTS = 10
+DEFAULT_RETRY_AFTER = 5.0
 MEMBERS_DELTA = "members@delta"  # a group's member changes in a delta item
 PROGRESS_SECONDS = 5.0  # how often a long round logs how far it got
 PUBLISH_BATCH = 500  # objects of a round normalised and published together (acknowledged before the next)
-DEFAULT_RETRY_AFTER = 5.0
 
 
 class DeltaProtocolError(RuntimeError):
@@ -258,7 +258,7 @@ async def _read_pages(
         return builder.to_get_request_information(_select_configuration(resource, select))
 
     make_request: Callable[[], RequestInformation] = first_page
-    items = RoundSpool()
+    spool = RoundSpool()
     pages = members = 0
     loop = asyncio.get_running_loop()
     told_at = loop.time()
@@ -268,7 +268,7 @@ async def _read_pages(
             pages += 1
             DELTA_PAGES.labels(resource).inc()
             values = page.get("value") or []
-            items.add(values)
+            spool.add(values)
             members += sum(len(item.get(MEMBERS_DELTA) or ()) for item in values)
             if loop.time() - told_at >= PROGRESS_SECONDS:
                 # A full round of a large tenant takes minutes: whoever watches ingest sees it advance.
@@ -277,20 +277,20 @@ async def _read_pages(
                     "%s delta round: %d pages, %d objects, %d member changes read so far",
                     resource,
                     pages,
-                    items.count,
+                    spool.count,
                     members,
                 )
             if next_link := page.get("@odata.nextLink"):
                 make_request = follow(builder, next_link)
                 continue
             if new_delta_link := page.get("@odata.deltaLink"):
-                log.debug("%s delta round: %d items on %d pages", resource, items.count, pages)
+                log.debug("%s delta round: %d items on %d pages", resource, spool.count, pages)
                 return DeltaRound(
-                    resource, items, new_delta_link, full_round=delta_link is None, started_from=delta_link
+                    resource, spool, new_delta_link, full_round=delta_link is None, started_from=delta_link
                 )
             raise DeltaProtocolError(f"{resource} delta page {pages} has neither @odata.nextLink nor @odata.deltaLink")
     except BaseException:
-        items.close()  # a failed round's items go with it
+        spool.close()  # a failed round's items go with it
         raise
 
 
