@@ -16,7 +16,7 @@ from aiokafka import TopicPartition
 
 from e2ad.control import run_once
 from e2ad.replay import Origin, ReplayError, ReplayPlan, Stage, describe_plan, parse_origin, plan_replay, stage_named
-from e2ad.topics import committed_offsets, running_members
+from e2ad.topics import running_members
 from processors.state import replay_writes
 from runtime import kafka
 from runtime.kafka import stop_quietly
@@ -122,7 +122,7 @@ async def look_up(settings: KafkaSettings, stage: Stage, origin: Origin) -> Repl
             by_time = {tp.partition: None if at is None else at.offset for tp, at in found.items()}
     finally:
         await stop_quietly(reader)
-    committed = await committed_offsets(settings, stage.group, partitions)
+    committed = await kafka.committed_offsets(settings, stage.group, partitions)
     return plan_replay(stage, origin, beginnings=beginnings, ends=ends, committed=committed, by_time=by_time)
 
 

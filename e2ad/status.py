@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
 from e2ad.status_view import PACE_SECONDS, PartitionOffsets, Snapshot, StageTopics, stages
-from e2ad.topics import committed_offsets, running_members
+from e2ad.topics import running_members
 from runtime import kafka
 from runtime.active_config import ActiveConfigurationError, read_active
 from runtime.errors import error_lines
@@ -50,7 +50,7 @@ async def read_snapshot(settings: KafkaSettings, watched: list[StageTopics]) -> 
     finally:
         await kafka.stop_quietly(reader)
     committed = {
-        stage.group: await committed_offsets(
+        stage.group: await kafka.committed_offsets(
             settings, stage.group, [TopicPartition(stage.consumes, p) for p in partitions[stage.consumes]]
         )
         for stage in watched

@@ -118,22 +118,6 @@ async def running_members(settings: KafkaSettings, groups: Sequence[str]) -> dic
     return members
 
 
-async def committed_offsets(
-    settings: KafkaSettings, group: str, partitions: Sequence[TopicPartition]
-) -> dict[int, int]:
-    """The offset `group` committed on each of `partitions` (of one topic), by partition; none: never committed."""
-    if not partitions:
-        return {}
-    client = kafka.admin(settings)
-    await client.start()
-    try:
-        offsets = await client.list_consumer_group_offsets(group, partitions=list(partitions))
-    finally:
-        await client.close()
-    # A partition the group never committed on reports -1.
-    return {tp.partition: at.offset for tp, at in offsets.items() if at.offset >= 0}
-
-
 async def ensure(
     settings: KafkaSettings, specs: list[NewTopic], *, wait: bool, waiting: Callable[[str], None]
 ) -> EnsureReport:

@@ -211,20 +211,16 @@ async def _print_progress(settings: KafkaSettings) -> None:
 
 async def _progress(settings: KafkaSettings) -> Progress:
     reader = kafka.consumer(settings, group_id=None)
-    client = kafka.admin(settings)
     try:
         await reader.start()
-        await client.start()
         totals = []
         for topic, group in ((topics.GRAPH_CHANGES, PROCESSORS_GROUP), (topics.AD_DESIRED, WRITERS_GROUP)):
             partitions = [TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or ())]
             ends = await reader.end_offsets(partitions) if partitions else {}
-            committed = await client.list_consumer_group_offsets(group, partitions=partitions) if partitions else {}
             totals.append(sum(ends.values()))
-            totals.append(sum(max(at.offset, 0) for at in committed.values()))
+            totals.append(sum((await kafka.committed_offsets(settings, group, partitions)).values()))
     finally:
         await kafka.stop_quietly(reader)
-        await client.close()
     return Progress(*totals)
 
 

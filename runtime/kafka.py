@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -380,6 +380,22 @@ async def stop_quietly(client: Stoppable, timeout: float = 1.5) -> None:
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             raise  # our own task is being cancelled, not only aiokafka's inner one
+
+
+async def committed_offsets(
+    settings: KafkaSettings, group: str, partitions: Sequence[TopicPartition]
+) -> dict[int, int]:
+    """The offset `group` committed on each of `partitions` (of one topic), by partition; none: never committed."""
+    if not partitions:
+        return {}
+    client = admin(settings)
+    await client.start()
+    try:
+        offsets = await client.list_consumer_group_offsets(group, partitions=list(partitions))
+    finally:
+        await client.close()
+    # A partition the group never committed on reports -1.
+    return {tp.partition: at.offset for tp, at in offsets.items() if at.offset >= 0}
 
 
 async def read_latest(settings: KafkaSettings, topic: str) -> dict[bytes, bytes]:
