@@ -57,6 +57,7 @@ from pipeline_bench import (
     check,
     cpu_seconds,
     embedded_broker,
+    ldap_step,
     run_bench,
     search_all,
     simulated_settings,
@@ -99,7 +100,7 @@ def spread(values: Sequence[float]) -> str:
 class Recorder:
     """Reads the pipeline's topics from their beginning, keeping per group what the figures need.
 
-    Only ad.results is decoded in every scenario; the other topics only when `stamps` is set
+    Only ad.results is read in every scenario; the other topics only when `stamps` is set
     (the latency scenario), so that the initial sync does not compete with the stages for the CPU.
     """
 
@@ -109,13 +110,12 @@ class Recorder:
     read: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     published: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     applied: dict[str, list[ProvisioningResult]] = field(default_factory=lambda: defaultdict(list))
-    desired_records: int = 0
     failures: list[ProvisioningResult] = field(default_factory=list)
 
     async def run(self, stop: asyncio.Event) -> None:
-        names = [topics.AD_RESULTS, topics.AD_DESIRED]
+        names = [topics.AD_RESULTS]
         if self.stamps:
-            names += [topics.GRAPH_NOTIFICATIONS, topics.GRAPH_CHANGES]
+            names += [topics.AD_DESIRED, topics.GRAPH_NOTIFICATIONS, topics.GRAPH_CHANGES]
         reader = kafka.consumer(self.settings, group_id=None)
         await reader.start()
         try:
@@ -141,9 +141,7 @@ class Recorder:
                 self.failures.append(result)
             self.applied[result.group_id].append(result)
         elif topic == topics.AD_DESIRED:
-            self.desired_records += 1
-            if self.stamps:
-                self.published[topics.decode(DesiredGroup, value).group_id].append(timestamp)
+            self.published[topics.decode(DesiredGroup, value).group_id].append(timestamp)
         elif topic == topics.GRAPH_NOTIFICATIONS:
             batch = topics.decode(NotificationBatch, value)
             for notification in batch.notifications:
@@ -259,13 +257,8 @@ def baseline_deletes(ad: AdSettings, ou: str, object_class: str = "group") -> fl
 
 
 def add_ou(ad: AdSettings, dn: str) -> str:
-    conn = connect(ad)
-    try:
-        _, result, _, _ = conn.add(dn, "organizationalUnit")
-        check(result, f"create {dn}")
-        return dn
-    finally:
-        close(conn)
+    ldap_step(ad, lambda conn: conn.add(dn, "organizationalUnit"), f"create {dn}")
+    return dn
 
 
 async def latest_desired(settings: KafkaSettings) -> dict[str, DesiredGroup]:
